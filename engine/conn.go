@@ -1,0 +1,233 @@
+package engine
+
+import (
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/wsdproject/wsd/codec"
+	"github.com/wsdproject/wsd/internal/bufpool"
+)
+
+type connState uint8
+
+const (
+	stateHandshake connState = iota // reading the upgrade request
+	stateOpen                       // upgraded; frames flow both ways
+	stateClosing                    // wsd sent its close frame (or an HTTP answer); waiting for the peer
+	stateClosed                     // gone; OnClose has run
+)
+
+// Conn is one WebSocket connection. Methods marked "loop only" may be called
+// only from Handler callbacks (or other code running on the connection's
+// event loop); the others are safe from any goroutine.
+//
+// A Conn costs about 300 bytes of Go heap while idle, on top of gnet's
+// ~400 bytes per socket; a message that arrives in pieces borrows a pooled
+// assembly buffer until it is delivered.
+type Conn struct {
+	gc     gnet.Conn
+	loop   *loop
+	id     uint64
+	remote net.Addr
+	proto  string // selected subprotocol
+	path   string // request URI, with Options.KeepPath
+	header []byte // request header lines, with Options.KeepHeaders
+	ctx    any
+
+	dec codec.Decoder
+
+	state   connState
+	opened  bool // OnOpen ran, so OnClose must run
+	busy    bool // inside Decode: defer releasing the decoder
+	discard bool // input is ignored until the peer goes away (failed, or plain HTTP answered)
+	gone    atomic.Bool
+
+	closeCode   codec.StatusCode
+	closeReason string
+	closeRemote bool
+
+	lastRead int64 // engine clock, ns
+	lastPing int64
+	deadline int64 // handshake or close deadline, ns
+
+	next, prev   *Conn // the loop's list of connections
+	tnext, tprev *Conn // timer wheel slot list
+	tdue         int64 // wheel tick the connection is due at; 0 when not scheduled
+}
+
+// ID returns the connection's id, unique within its Engine. Any goroutine.
+func (c *Conn) ID() uint64 { return c.id }
+
+// RemoteAddr returns the peer's address. Any goroutine.
+func (c *Conn) RemoteAddr() net.Addr { return c.remote }
+
+// Subprotocol returns the negotiated subprotocol, or "". Any goroutine.
+func (c *Conn) Subprotocol() string { return c.proto }
+
+// Path returns the request URI (path and query) of the upgrade request when
+// Options.KeepPath is set, and "" otherwise. Any goroutine.
+func (c *Conn) Path() string { return c.path }
+
+// Header returns the first value of request header name (case-insensitive)
+// when Options.KeepHeaders is set, and "" otherwise. Any goroutine.
+func (c *Conn) Header(name string) string {
+	v, _ := headerValue(c.header, name)
+	return v
+}
+
+// Context returns the value set by SetContext or by Options.OnUpgrade
+// through Request.Context. Loop only.
+func (c *Conn) Context() any { return c.ctx }
+
+// SetContext attaches a value to the connection. Loop only.
+func (c *Conn) SetContext(v any) { c.ctx = v }
+
+// Write sends one unfragmented message or control frame: op is OpText,
+// OpBinary, OpPing or OpPong (control payloads are at most 125 bytes).
+// Loop only. The header and payload leave in one write(2) (writev for large
+// payloads); what the socket does not take at once is copied into gnet's
+// outbound buffer, so p may be reused as soon as Write returns. It does not
+// allocate.
+func (c *Conn) Write(op codec.OpCode, p []byte) error {
+	switch c.state {
+	case stateOpen:
+	case stateHandshake:
+		return ErrNotOpen
+	default:
+		return ErrClosed
+	}
+	if err := checkOp(op, len(p)); err != nil {
+		return err
+	}
+	return c.writeFrame(op, p)
+}
+
+// Send is Write for any goroutine. It encodes the frame into a pooled buffer
+// at once (so p may be reused when Send returns) and queues it on the
+// connection's event loop, which writes it. Frames sent by Send arrive in the
+// order Send was called; their order relative to Write calls made at the
+// same time on the loop is not defined.
+func (c *Conn) Send(op codec.OpCode, p []byte) error {
+	if c.gone.Load() {
+		return ErrClosed
+	}
+	if err := checkOp(op, len(p)); err != nil {
+		return err
+	}
+	bp := bufpool.Get(codec.FrameSize(len(p)))
+	enc := encoders.Get().(*codec.HeaderEncoder)
+	*bp = enc.AppendFrame(*bp, op, p)
+	encoders.Put(enc)
+	c.loop.enqueue(task{kind: taskFrame, c: c, buf: bp})
+	return nil
+}
+
+// Close starts the closing handshake with code and reason (cut to fit 123
+// bytes): wsd sends its close frame, waits up to Options.CloseTimeout for the
+// peer's, then closes TCP. A zero code sends 1000. Any goroutine; it returns
+// at once, and OnClose reports the end.
+func (c *Conn) Close(code codec.StatusCode, reason string) error {
+	if c.gone.Load() {
+		return ErrClosed
+	}
+	if code == 0 {
+		code = codec.StatusNormalClosure
+	}
+	c.loop.enqueue(task{kind: taskClose, c: c, code: code, reason: reason})
+	return nil
+}
+
+var encoders = sync.Pool{New: func() any { return new(codec.HeaderEncoder) }}
+
+func checkOp(op codec.OpCode, n int) error {
+	switch op {
+	case codec.OpText, codec.OpBinary:
+		return nil
+	case codec.OpPing, codec.OpPong:
+		if n > codec.MaxControlPayload {
+			return codec.ErrControlTooLong
+		}
+		return nil
+	}
+	return codec.ErrReservedOpcode
+}
+
+// smallFrame is the largest payload copied next to its header for a single
+// write(2); larger payloads go out with writev, uncopied.
+const smallFrame = 4 << 10
+
+// writeFrame sends one final frame. Loop only. gnet closes the connection
+// (and OnClose runs) if the socket fails.
+func (c *Conn) writeFrame(op codec.OpCode, p []byte) error {
+	l := c.loop
+	hdr := l.enc.Encode(true, 0, op, len(p))
+	var err error
+	if len(p) <= smallFrame {
+		b := append(append(l.wbuf[:0], hdr...), p...)
+		_, err = c.gc.Write(b)
+	} else {
+		l.iov[0], l.iov[1] = hdr, p
+		_, err = c.gc.Writev(l.iov[:])
+		l.iov[0], l.iov[1] = nil, nil
+	}
+	return err
+}
+
+// startClose sends a close frame and moves to stateClosing: from then on
+// wsd sends nothing, shuts down its sending side, and waits for the peer's
+// close frame or TCP close, or CloseTimeout. discard ignores all further
+// input (after a protocol error). Loop only.
+func (c *Conn) startClose(code codec.StatusCode, reason string, discard bool) {
+	if c.state != stateOpen {
+		return
+	}
+	c.closeCode, c.closeReason = code, reason
+	c.writeClose(code, reason)
+	c.linger(discard)
+}
+
+func (c *Conn) writeClose(code codec.StatusCode, reason string) {
+	c.gone.Store(true)
+	var b [codec.MaxControlPayload]byte
+	_ = c.writeFrame(codec.OpClose, codec.AppendClose(b[:0], code, reason))
+}
+
+// linger half-closes the socket and waits for the peer to go away, up to
+// CloseTimeout. Closing at once could turn into a TCP reset that destroys
+// the close frame (or HTTP answer) the peer has not read yet.
+func (c *Conn) linger(discard bool) {
+	if c.state == stateClosed {
+		return
+	}
+	c.state = stateClosing
+	c.discard = c.discard || discard
+	c.gone.Store(true)
+	if c.gc.OutboundBuffered() == 0 {
+		if fd := c.gc.Fd(); fd >= 0 {
+			_ = syscall.Shutdown(fd, syscall.SHUT_WR)
+		}
+	}
+	l := c.loop
+	c.deadline = l.e.clock() + int64(l.e.opts.CloseTimeout)
+	l.wheel.schedule(c, c.deadline)
+}
+
+// closeNow closes the TCP connection from a loop task (not from OnTraffic,
+// which returns gnet.Close instead).
+func (c *Conn) closeNow() {
+	if c.state != stateClosed {
+		_ = c.loop.el.Close(c.gc)
+	}
+}
+
+// closeError describes the end of the connection for OnClose.
+func (c *Conn) closeError(err error) *CloseError {
+	if c.closeCode == 0 {
+		return &CloseError{Code: codec.StatusAbnormalClosure, Err: err}
+	}
+	return &CloseError{Code: c.closeCode, Reason: c.closeReason, Remote: c.closeRemote}
+}

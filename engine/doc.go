@@ -1,0 +1,22 @@
+// Package engine is wsd's embeddable WebSocket server (RFC 6455) on gnet
+// event loops.
+//
+// One event loop per CPU owns thousands of non-blocking sockets. It reads
+// the HTTP upgrade and the WebSocket frames incrementally as bytes arrive,
+// with no goroutine per connection and no per-connection timer: pings, idle
+// timeouts, handshake and close deadlines live in a timing wheel per loop.
+//
+//	type echo struct{ engine.NopHandler }
+//
+//	func (echo) OnMessage(c *engine.Conn, op codec.OpCode, p []byte) {
+//		c.Write(op, p) // on the loop: one write(2), no allocation
+//	}
+//
+//	e, _ := engine.New(echo{}, engine.Options{Addrs: []string{"tcp://:8080"}})
+//	go e.Run()
+//	defer e.Shutdown(context.Background())
+//
+// Handler callbacks run on the connection's loop and must not block. From
+// other goroutines use Conn.Send and Conn.Close, which queue work on the
+// loop. gnet never appears in the API.
+package engine

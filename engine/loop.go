@@ -1,0 +1,208 @@
+package engine
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/wsdproject/wsd/codec"
+	"github.com/wsdproject/wsd/internal/bufpool"
+)
+
+// loop is wsd's state for one gnet event loop. Everything in it except the
+// task queue is touched only by the loop's goroutine.
+type loop struct {
+	e  *Engine
+	el gnet.EventLoop
+
+	enc  codec.HeaderEncoder
+	wbuf []byte    // scratch for small frames and HTTP answers
+	iov  [2][]byte // header and payload for writev
+	up   *upgrader
+
+	conns connList // every connection of this loop
+	wheel wheel
+
+	// The task queue: other goroutines append under mu and ring the
+	// doorbell; the loop swaps the slice out and runs it in order.
+	// gnet's Execute is only the doorbell: two Execute tasks can run out of
+	// order under load, and each costs allocations.
+	mu       sync.Mutex
+	queue    []task
+	spare    []task
+	ringing  atomic.Bool
+	timerDue atomic.Bool
+	drainFn  gnet.RunnableFunc
+}
+
+type taskKind uint8
+
+const (
+	taskFrame    taskKind = iota + 1 // write buf (an encoded frame) to c, then return buf to the pool
+	taskClose                        // start the closing handshake of c
+	taskShutdown                     // close every connection with 1001
+)
+
+type task struct {
+	kind   taskKind
+	c      *Conn
+	buf    *[]byte
+	code   codec.StatusCode
+	reason string
+}
+
+func newLoop(e *Engine, el gnet.EventLoop) *loop {
+	l := &loop{e: e, el: el, wbuf: make([]byte, 0, smallFrame+codec.MaxHeaderSize)}
+	l.up = newUpgrader(l)
+	l.wheel.init(e.tickEvery)
+	l.drainFn = l.drain
+	return l
+}
+
+// enqueue adds t to the loop's queue and rings the doorbell. Any goroutine.
+func (l *loop) enqueue(t task) {
+	l.mu.Lock()
+	l.queue = append(l.queue, t)
+	l.mu.Unlock()
+	l.ring()
+}
+
+// ring makes sure a drain is scheduled on the loop; rings coalesce.
+func (l *loop) ring() {
+	if l.ringing.CompareAndSwap(false, true) {
+		if err := l.el.Execute(context.Background(), l.drainFn); err != nil {
+			l.ringing.Store(false) // the engine is stopping; OnClose will clean up
+		}
+	}
+}
+
+// drain runs queued tasks and due timers. Loop only.
+func (l *loop) drain(context.Context) error {
+	l.ringing.Store(false) // before taking the queue: a later enqueue rings again
+	l.mu.Lock()
+	q := l.queue
+	l.queue = l.spare[:0]
+	l.mu.Unlock()
+	for i := range q {
+		l.run(&q[i])
+		q[i] = task{}
+	}
+	l.spare = q[:0]
+	if l.timerDue.Swap(false) {
+		l.wheel.advance(l.e.clock(), l.onTimer)
+	}
+	return nil
+}
+
+func (l *loop) run(t *task) {
+	c := t.c
+	switch t.kind {
+	case taskFrame:
+		if c.state == stateOpen {
+			_, _ = c.gc.Write(*t.buf)
+		}
+		bufpool.Put(t.buf)
+	case taskClose:
+		c.startClose(t.code, t.reason, false)
+	case taskShutdown:
+		for c := l.conns.head; c != nil; {
+			next := c.next
+			switch c.state {
+			case stateOpen:
+				c.startClose(codec.StatusGoingAway, "server shutting down", false)
+			case stateHandshake:
+				c.closeNow()
+			}
+			c = next
+		}
+	}
+}
+
+// open finishes an upgrade: c is now a WebSocket connection. Loop only.
+func (l *loop) open(c *Conn) {
+	e := l.e
+	c.state = stateOpen
+	c.opened = true
+	c.id = e.nextID.Add(1)
+	now := e.clock()
+	c.lastRead, c.lastPing = now, now
+	l.wheel.unschedule(c)
+	l.scheduleKeepalive(c, now)
+	e.upgrades.Add(1)
+	e.h.OnOpen(c)
+}
+
+// scheduleKeepalive puts c in the wheel for its next ping or idle check.
+func (l *loop) scheduleKeepalive(c *Conn, now int64) {
+	o := &l.e.opts
+	var at int64
+	if o.PingInterval > 0 {
+		at = max(c.lastRead, c.lastPing) + int64(o.PingInterval)
+	}
+	if o.IdleTimeout > 0 {
+		idle := c.lastRead + int64(o.IdleTimeout)
+		if at == 0 || idle < at {
+			at = idle
+		}
+	}
+	if at != 0 {
+		l.wheel.schedule(c, max(at, now))
+	}
+}
+
+// onTimer handles a connection whose timer came due. Loop only.
+func (l *loop) onTimer(c *Conn, now int64) {
+	o := &l.e.opts
+	switch c.state {
+	case stateHandshake, stateClosing:
+		if now >= c.deadline {
+			c.closeNow()
+			return
+		}
+		l.wheel.schedule(c, c.deadline)
+	case stateOpen:
+		if o.IdleTimeout > 0 && now-c.lastRead >= int64(o.IdleTimeout) {
+			c.startClose(codec.StatusGoingAway, "idle timeout", true)
+			return
+		}
+		if o.PingInterval > 0 && now-max(c.lastRead, c.lastPing) >= int64(o.PingInterval) {
+			if c.writeFrame(codec.OpPing, nil) != nil {
+				return // gnet closed it
+			}
+			c.lastPing = now
+		}
+		l.scheduleKeepalive(c, now)
+	}
+}
+
+// connList is an intrusive doubly linked list of connections.
+type connList struct {
+	head *Conn
+	n    int
+}
+
+func (s *connList) add(c *Conn) {
+	c.prev, c.next = nil, s.head
+	if s.head != nil {
+		s.head.prev = c
+	}
+	s.head = c
+	s.n++
+}
+
+func (s *connList) remove(c *Conn) {
+	if c.prev != nil {
+		c.prev.next = c.next
+	} else if s.head == c {
+		s.head = c.next
+	} else {
+		return // not in the list
+	}
+	if c.next != nil {
+		c.next.prev = c.prev
+	}
+	c.prev, c.next = nil, nil
+	s.n--
+}

@@ -1,0 +1,211 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Defaults applied by New to zero fields of Options.
+const (
+	DefaultAddr             = "tcp://127.0.0.1:8080"
+	DefaultMaxHeaderBytes   = 8 << 10
+	DefaultMaxMessageSize   = 16 << 20
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultPingInterval     = 20 * time.Second
+	DefaultIdleTimeout      = 60 * time.Second
+	DefaultCloseTimeout     = 5 * time.Second
+)
+
+// Options configures an Engine. The zero value is valid: every zero field
+// takes the default its comment names. Durations may be negative to turn the
+// feature off.
+type Options struct {
+	// Addrs are the listen addresses: "tcp://host:port", "tcp4://",
+	// "tcp6://", or "unix:///path/to.sock". A bare "host:port" means tcp.
+	// Empty means DefaultAddr, tcp://127.0.0.1:8080.
+	Addrs []string
+
+	// EventLoops is the number of event loops, each owning its connections
+	// on one goroutine. 0 means one per CPU (runtime.NumCPU).
+	EventLoops int
+
+	// ReusePort gives every event loop its own SO_REUSEPORT listener so the
+	// kernel spreads accepts; otherwise one acceptor round-robins new
+	// connections over the loops. Linux only; ignored for unix sockets.
+	ReusePort bool
+
+	// MaxHeaderBytes caps the HTTP upgrade request (request line and
+	// headers). A larger request gets 431 Request Header Fields Too Large.
+	// 0 means DefaultMaxHeaderBytes (8 KiB).
+	MaxHeaderBytes int
+
+	// MaxMessageSize caps a message's payload, whole or summed over its
+	// fragments. A larger message fails the connection with 1009 as soon as
+	// a frame header announces it. 0 means DefaultMaxMessageSize (16 MiB);
+	// negative means no limit. A message that arrives in pieces is assembled
+	// in a pooled buffer of up to this size.
+	MaxMessageSize int64
+
+	// HandshakeTimeout bounds the time from accept to a complete upgrade
+	// request, so slow or silent peers cannot hold sockets. 0 means
+	// DefaultHandshakeTimeout (10 s); negative means none.
+	HandshakeTimeout time.Duration
+
+	// PingInterval: a connection from which nothing has been read for this
+	// long is sent a ping. 0 means DefaultPingInterval (20 s); negative
+	// turns automatic pings off.
+	PingInterval time.Duration
+
+	// IdleTimeout: a connection from which nothing (pongs included) has been
+	// read for this long is closed with 1001. It must exceed PingInterval
+	// when both are on. 0 means DefaultIdleTimeout (60 s); negative means none.
+	IdleTimeout time.Duration
+
+	// CloseTimeout bounds the wait for the peer's close frame (or TCP close)
+	// once wsd has sent its own close frame. 0 means DefaultCloseTimeout (5 s).
+	CloseTimeout time.Duration
+
+	// AllowedOrigins lists the Origin header values accepted at upgrade
+	// (exact, case-insensitive match, e.g. "https://example.com"; "*" accepts
+	// any). Requests without an Origin header (non-browser clients) are
+	// accepted. Empty means any origin. CheckOrigin, if set, decides instead.
+	AllowedOrigins []string
+
+	// CheckOrigin, if not nil, decides whether to accept a request's Origin
+	// header value (empty when the header is absent). Rejected requests get
+	// 403 Forbidden. It runs on the event loop and must not block.
+	CheckOrigin func(origin string) bool
+
+	// Subprotocols lists the supported subprotocols in server preference
+	// order: the first of these the client offers is selected. If the client
+	// offers none of them, the upgrade succeeds with no subprotocol.
+	Subprotocols []string
+
+	// OnUpgrade, if not nil, sees every valid upgrade request (after the
+	// origin check, before the 101 is sent). Returning a non-nil *Response
+	// rejects the upgrade with that HTTP response (auth, unknown paths).
+	// It may set req.Context, which becomes the Conn's Context. It runs on
+	// the event loop and must not block.
+	OnUpgrade func(req *Request) *Response
+
+	// HTTPHandler, if not nil, answers requests that are not WebSocket
+	// upgrades (no "Upgrade: websocket" header), like python websockets'
+	// process_request; wsd serves its demo page this way. A nil result, or
+	// a nil HTTPHandler, answers 426 Upgrade Required to GET and HEAD, and
+	// 405 to other methods. The connection closes after the response. It
+	// runs on the event loop and must not block.
+	HTTPHandler func(req *Request) *Response
+
+	// KeepPath keeps each connection's request URI (path and query) for
+	// Conn.Path. Off by default, to save memory per connection.
+	KeepPath bool
+
+	// KeepHeaders keeps a copy of each connection's request headers for
+	// Conn.Header (a few hundred bytes per connection). Off by default.
+	KeepHeaders bool
+
+	// Logger receives lifecycle logs (listen, shutdown, abnormal closes at
+	// debug level); nothing is logged per frame. nil means zap.NewNop().
+	// gnet's own logger is process-global: the first engine's logger wins.
+	Logger *zap.Logger
+}
+
+// withDefaults returns a copy of o with defaults filled in, or an error that
+// names the offending field.
+func (o Options) withDefaults() (Options, error) {
+	if len(o.Addrs) == 0 {
+		o.Addrs = []string{DefaultAddr}
+	}
+	addrs := make([]string, len(o.Addrs))
+	for i, a := range o.Addrs {
+		if !strings.Contains(a, "://") {
+			a = "tcp://" + a
+		}
+		scheme, rest, _ := strings.Cut(a, "://")
+		switch scheme {
+		case "tcp", "tcp4", "tcp6", "unix":
+		default:
+			return o, fmt.Errorf("engine: address %q: scheme must be tcp, tcp4, tcp6 or unix", a)
+		}
+		if rest == "" {
+			return o, fmt.Errorf("engine: address %q has no host:port or path", a)
+		}
+		addrs[i] = a
+	}
+	o.Addrs = addrs
+	if o.EventLoops < 0 {
+		return o, errors.New("engine: EventLoops must not be negative")
+	}
+	if o.MaxHeaderBytes == 0 {
+		o.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if o.MaxHeaderBytes < 256 {
+		return o, fmt.Errorf("engine: MaxHeaderBytes %d is below 256", o.MaxHeaderBytes)
+	}
+	switch {
+	case o.MaxMessageSize == 0:
+		o.MaxMessageSize = DefaultMaxMessageSize
+	case o.MaxMessageSize < 0:
+		o.MaxMessageSize = 0 // the decoder's "no limit"
+	}
+	o.HandshakeTimeout = orDefault(o.HandshakeTimeout, DefaultHandshakeTimeout)
+	o.PingInterval = orDefault(o.PingInterval, DefaultPingInterval)
+	o.IdleTimeout = orDefault(o.IdleTimeout, DefaultIdleTimeout)
+	o.CloseTimeout = orDefault(o.CloseTimeout, DefaultCloseTimeout)
+	if o.CloseTimeout <= 0 {
+		o.CloseTimeout = DefaultCloseTimeout
+	}
+	if o.PingInterval > 0 && o.IdleTimeout > 0 && o.IdleTimeout <= o.PingInterval {
+		return o, fmt.Errorf("engine: IdleTimeout (%v) must exceed PingInterval (%v)", o.IdleTimeout, o.PingInterval)
+	}
+	for _, p := range o.Subprotocols {
+		if p == "" || strings.ContainsAny(p, ", \t") {
+			return o, fmt.Errorf("engine: subprotocol %q is not a token", p)
+		}
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	return o, nil
+}
+
+// orDefault maps 0 to def and negative to 0 ("off").
+func orDefault(d, def time.Duration) time.Duration {
+	switch {
+	case d == 0:
+		return def
+	case d < 0:
+		return 0
+	}
+	return d
+}
+
+// originAllowed applies AllowedOrigins and CheckOrigin to an Origin value.
+func (o *Options) originAllowed(origin string) bool {
+	if o.CheckOrigin != nil {
+		return o.CheckOrigin(origin)
+	}
+	if origin == "" || len(o.AllowedOrigins) == 0 {
+		return true
+	}
+	for _, a := range o.AllowedOrigins {
+		if a == "*" || strings.EqualFold(a, origin) {
+			return true
+		}
+	}
+	return false
+}
+
+// Response is an HTTP response written by the engine instead of an upgrade,
+// for OnUpgrade rejections and HTTPHandler answers. The engine adds
+// Content-Length and "Connection: close".
+type Response struct {
+	Status int         // HTTP status; 0 means 200
+	Header http.Header // extra headers, e.g. Content-Type
+	Body   []byte
+}

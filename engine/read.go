@@ -1,0 +1,96 @@
+package engine
+
+import (
+	"errors"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/wsdproject/wsd/codec"
+)
+
+// errCloseNow stops decoding: the close handshake is complete (or answered)
+// and the TCP connection must close.
+var errCloseNow = errors.New("engine: close handshake done")
+
+// readFrames decodes every complete frame buffered for c. Loop only.
+func (l *loop) readFrames(c *Conn) gnet.Action {
+	gc := c.gc
+	if c.discard {
+		_, _ = gc.Discard(-1)
+		return gnet.None
+	}
+	n := gc.InboundBuffered()
+	if n == 0 {
+		return gnet.None
+	}
+	buf, err := gc.Peek(n)
+	if err != nil {
+		return gnet.Close
+	}
+	c.busy = true
+	used, err := c.dec.Decode(buf, (*receiver)(c))
+	c.busy = false
+	if c.state == stateClosed {
+		// A write inside a handler failed and gnet closed the connection.
+		c.dec.Release()
+		return gnet.None
+	}
+	switch {
+	case err == nil:
+		_, _ = gc.Discard(used)
+		return gnet.None
+	case err == errCloseNow:
+		return gnet.Close
+	}
+	code := codec.CloseStatus(err)
+	if code == 0 {
+		code = codec.StatusInternalError
+	}
+	if c.state == stateOpen {
+		c.startClose(code, "", true)
+	} else {
+		c.discard = true
+	}
+	_, _ = gc.Discard(-1)
+	return gnet.None
+}
+
+// receiver is the codec.Receiver face of a Conn.
+type receiver Conn
+
+func (r *receiver) OnMessage(op codec.OpCode, p []byte) error {
+	c := (*Conn)(r)
+	if c.state == stateOpen {
+		c.loop.e.h.OnMessage(c, op, p)
+	}
+	return nil
+}
+
+func (r *receiver) OnControl(op codec.OpCode, p []byte) error {
+	c := (*Conn)(r)
+	switch op {
+	case codec.OpPing:
+		if c.state == stateOpen {
+			_ = c.writeFrame(codec.OpPong, p)
+		}
+	case codec.OpClose:
+		code, reason, err := codec.ParseClose(p)
+		if err != nil {
+			return err
+		}
+		if c.state == stateClosing {
+			return errCloseNow // we closed first; the handshake is complete
+		}
+		c.closeCode, c.closeRemote = code, true
+		if len(reason) > 0 {
+			c.closeReason = string(reason)
+		}
+		reply := code
+		if code == codec.StatusNoStatusRcvd {
+			reply = codec.StatusNormalClosure
+		}
+		c.writeClose(reply, "")
+		return errCloseNow
+	}
+	return nil
+}

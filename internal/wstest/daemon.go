@@ -1,0 +1,159 @@
+// Package wstest holds helpers for wsd's tests: starting the wsd daemon as a
+// child process, raw frame builders and a raw TCP client. It is internal and
+// has no stability promise.
+package wstest
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	buildPath string
+	buildErr  error
+	buildDir  string
+)
+
+// DaemonBinary builds cmd/wsd once per test process (without -race, so the
+// daemon runs at full speed) and returns the path of the binary. The binary
+// lives in a temporary directory removed by CleanupBinary.
+func DaemonBinary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		_, file, _, _ := runtime.Caller(0)
+		root := filepath.Join(filepath.Dir(file), "..", "..")
+		buildDir, buildErr = os.MkdirTemp("", "wsd-test-bin-")
+		if buildErr != nil {
+			return
+		}
+		buildPath = filepath.Join(buildDir, "wsd")
+		cmd := exec.Command("go", "build", "-o", buildPath, "./cmd/wsd")
+		cmd.Dir = root
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/wsd: %v\n%s", err, out.String())
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildPath
+}
+
+// CleanupBinary removes the binary built by DaemonBinary. Call it from
+// TestMain after m.Run.
+func CleanupBinary() {
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+}
+
+// FreeAddr returns a loopback "127.0.0.1:port" that was free a moment ago.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// Daemon is a running wsd child process.
+type Daemon struct {
+	Addr string // host:port of the WebSocket listener
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{}
+}
+
+// Output returns everything the daemon has written to stdout and stderr.
+func (d *Daemon) Output() string { return d.out.String() }
+
+// Stop sends SIGTERM and waits up to 10 s for the process to exit, then kills it.
+func (d *Daemon) Stop() {
+	select {
+	case <-d.done:
+		return
+	default:
+	}
+	_ = d.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-d.done:
+	case <-time.After(10 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-d.done
+	}
+}
+
+// Exited reports whether the process has exited.
+func (d *Daemon) Exited() bool {
+	select {
+	case <-d.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// StartDaemon runs the wsd binary with "-addr ADDR" plus args on a free
+// loopback port, waits until it accepts TCP connections and stops it when the
+// test ends. The daemon's output is logged if the test fails.
+func StartDaemon(t testing.TB, args ...string) *Daemon {
+	t.Helper()
+	bin := DaemonBinary(t)
+	addr := FreeAddr(t)
+	d := &Daemon{Addr: addr, out: &syncBuffer{}, done: make(chan struct{})}
+	d.cmd = exec.Command(bin, append([]string{"-addr", addr}, args...)...)
+	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = d.cmd.Wait(); close(d.done) }()
+	t.Cleanup(func() {
+		d.Stop()
+		if t.Failed() {
+			t.Logf("wsd output:\n%s", d.Output())
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return d
+		}
+		if d.Exited() || time.Now().After(deadline) {
+			t.Fatalf("wsd did not start listening on %s: %v\n%s", addr, err, d.Output())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
