@@ -56,7 +56,7 @@ type task struct {
 func newLoop(e *Engine, el gnet.EventLoop) *loop {
 	l := &loop{e: e, el: el, wbuf: make([]byte, 0, smallFrame+codec.MaxHeaderSize)}
 	l.up = newUpgrader(l)
-	l.wheel.init(e.tickEvery)
+	l.wheel.init(e.tickEvery, e.clock())
 	l.drainFn = l.drain
 	return l
 }

@@ -15,18 +15,16 @@ type wheel struct {
 
 const wheelSlots = 1024
 
-func (w *wheel) init(res int64) {
+func (w *wheel) init(res, now int64) {
 	w.slots = make([]*Conn, wheelSlots)
 	w.res = res
+	w.cur = now / res
 }
 
 // schedule (re)places c to fire at the first tick at or after at (ns).
 func (w *wheel) schedule(c *Conn, at int64) {
 	w.unschedule(c)
 	due := (at + w.res - 1) / w.res
-	if w.cur == 0 {
-		w.cur = due - 1
-	}
 	if due <= w.cur {
 		due = w.cur + 1
 	}
@@ -59,10 +57,6 @@ func (w *wheel) unschedule(c *Conn) {
 // the connection again or close it.
 func (w *wheel) advance(now int64, fire func(c *Conn, now int64)) {
 	target := now / w.res
-	if w.cur == 0 {
-		w.cur = target
-		return
-	}
 	if target <= w.cur {
 		return
 	}

@@ -1,0 +1,228 @@
+package engine_test
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wsdproject/wsd/codec"
+	"github.com/wsdproject/wsd/engine"
+	"github.com/wsdproject/wsd/internal/wstest"
+)
+
+// echoClient is an allocation-free raw client for one echo round trip.
+type echoClient struct {
+	conn  net.Conn
+	frame []byte // masked client frame
+	reply []byte // room for the server frame
+}
+
+func newEchoClient(t testing.TB, addr string, size int) *echoClient {
+	t.Helper()
+	c := wstest.Connect(t, addr)
+	payload := bytes.Repeat([]byte("x"), size)
+	return &echoClient{
+		conn:  c.Conn,
+		frame: wstest.Binary(payload).Bytes(),
+		reply: make([]byte, codec.FrameSize(size)),
+	}
+}
+
+func (c *echoClient) roundTrip() error {
+	if _, err := c.conn.Write(c.frame); err != nil {
+		return err
+	}
+	_, err := io.ReadFull(c.conn, c.reply)
+	return err
+}
+
+// TestEngineEchoZeroAllocs guards the whole echo path (read, decode, unmask,
+// handler, encode, write) at zero allocations per message, server and
+// client together.
+func TestEngineEchoZeroAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	_, addr := startEngine(t, echo{}, engine.Options{PingInterval: -1, IdleTimeout: -1})
+	for _, size := range []int{16, 1024, 16 << 10} {
+		t.Run(fmt.Sprintf("bytes=%d", size), func(t *testing.T) {
+			c := newEchoClient(t, addr, size)
+			for range 200 {
+				if err := c.roundTrip(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			allocs := testing.AllocsPerRun(2000, func() {
+				if err := c.roundTrip(); err != nil {
+					t.Fatal(err)
+				}
+			})
+			// The Go runtime's own background work (netpoll, timers, GC)
+			// can allocate now and then; anything per message shows as >= 1.
+			if allocs > 0.05 {
+				t.Fatalf("%.3f allocations per echo, want 0", allocs)
+			}
+		})
+	}
+}
+
+// BenchmarkEngineEcho measures one echo round trip over loopback, one
+// connection, client and server in this process.
+func BenchmarkEngineEcho(b *testing.B) {
+	_, addr := startEngine(b, echo{}, engine.Options{PingInterval: -1, IdleTimeout: -1})
+	for _, size := range []int{16, 128, 1024, 16 << 10, 64 << 10} {
+		b.Run(fmt.Sprintf("bytes=%d", size), func(b *testing.B) {
+			c := newEchoClient(b, addr, size)
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := c.roundTrip(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// counter counts opened connections.
+type counter struct {
+	engine.NopHandler
+	open atomic.Int64
+}
+
+func (c *counter) OnOpen(*engine.Conn)         { c.open.Add(1) }
+func (c *counter) OnClose(*engine.Conn, error) { c.open.Add(-1) }
+
+// BenchmarkEngineIdleConns holds WSD_IDLE_CONNS (default 9000) idle upgraded
+// connections, opened by a child process so that the client's memory and
+// file descriptors are not counted, and reports the server's Go heap and
+// RSS per connection. Run it with -benchtime=1x:
+//
+//	go test -run='^$' -bench=IdleConns -benchtime=1x ./engine/
+func BenchmarkEngineIdleConns(b *testing.B) {
+	n := 9000
+	if s := os.Getenv("WSD_IDLE_CONNS"); s != "" {
+		n, _ = strconv.Atoi(s)
+	}
+	heap, rss := measureIdle(b, n)
+	b.ReportMetric(heap, "heap-B/conn")
+	b.ReportMetric(rss, "rss-B/conn")
+	b.ReportMetric(float64(n), "conns")
+}
+
+// TestEngineIdleMemory guards the Go heap per idle connection under 1 KiB.
+func TestEngineIdleMemory(t *testing.T) {
+	if raceEnabled || testing.Short() {
+		t.Skip("needs exact heap figures")
+	}
+	heap, rss := measureIdle(t, 2000)
+	t.Logf("2000 idle connections: %.0f B Go heap, %.0f B RSS per connection", heap, rss)
+	if heap > 1024 {
+		t.Fatalf("%.0f B of Go heap per idle connection, want under 1024", heap)
+	}
+}
+
+func measureIdle(tb testing.TB, n int) (heapPerConn, rssPerConn float64) {
+	h := &counter{}
+	e, addr := startEngine(tb, h, engine.Options{PingInterval: -1, IdleTimeout: -1, HandshakeTimeout: time.Minute})
+	heap0, rss0 := memNow()
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestIdleClientProcess$")
+	cmd.Env = append(os.Environ(), "WSD_IDLE_CLIENT_ADDR="+addr, "WSD_IDLE_CLIENT_N="+strconv.Itoa(n))
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	defer func() {
+		stdin.Close() // the child exits when its stdin closes
+		_ = cmd.Wait()
+	}()
+	ready := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(stdout).ReadString('\n')
+		ready <- line
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case line := <-ready:
+		if !strings.HasPrefix(line, "ready") {
+			tb.Fatalf("client process: %q", line)
+		}
+	case <-time.After(2 * time.Minute):
+		tb.Fatal("client process did not get ready")
+	}
+	waitFor(tb, 30*time.Second, "all connections upgraded", func() bool { return h.open.Load() == int64(n) })
+	heap1, rss1 := memNow()
+	if got := e.Conns(); got != n {
+		tb.Fatalf("%d connections, want %d", got, n)
+	}
+	return float64(heap1-heap0) / float64(n), float64(rss1-rss0) / float64(n)
+}
+
+// memNow returns the live Go heap after a full GC, and the process RSS.
+func memNow() (heap, rss int64) {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	data, _ := os.ReadFile("/proc/self/status")
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			rss = kb << 10
+		}
+	}
+	return int64(ms.HeapAlloc), rss
+}
+
+// TestIdleClientProcess is the child side of measureIdle: it opens
+// WSD_IDLE_CLIENT_N upgraded connections, prints "ready", and holds them
+// until its stdin closes. Without the variables it does nothing.
+func TestIdleClientProcess(t *testing.T) {
+	addr := os.Getenv("WSD_IDLE_CLIENT_ADDR")
+	if addr == "" {
+		t.Skip("child process of the idle-memory measurement")
+	}
+	n, _ := strconv.Atoi(os.Getenv("WSD_IDLE_CLIENT_N"))
+	conns := make([]net.Conn, 0, n)
+	req := func(key string) []byte {
+		return wstest.BuildRequest("GET", "/", wstest.UpgradeHeaders(addr, key))
+	}
+	buf := make([]byte, 512)
+	for i := range n {
+		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+		if err != nil {
+			fmt.Printf("dial %d: %v\n", i, err)
+			return
+		}
+		if _, err := c.Write(req(wstest.NewKey())); err != nil {
+			fmt.Printf("write %d: %v\n", i, err)
+			return
+		}
+		// The 101 response is small and arrives in one segment on loopback.
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		m, err := c.Read(buf)
+		if err != nil || !bytes.HasPrefix(buf[:m], []byte("HTTP/1.1 101")) {
+			fmt.Printf("upgrade %d: %v %q\n", i, err, buf[:m])
+			return
+		}
+		conns = append(conns, c)
+	}
+	fmt.Println("ready")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	for _, c := range conns {
+		c.Close()
+	}
+}
