@@ -55,7 +55,7 @@ type task struct {
 
 func newLoop(e *Engine, el gnet.EventLoop) *loop {
 	l := &loop{e: e, el: el, wbuf: make([]byte, 0, smallFrame+codec.MaxHeaderSize)}
-	l.up = newUpgrader(l)
+	l.up = newUpgrader(&e.opts)
 	l.wheel.init(e.tickEvery, e.clock())
 	l.drainFn = l.drain
 	return l

@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 
@@ -11,16 +12,26 @@ import (
 )
 
 // upgrader runs HTTP upgrades for one event loop. Upgrades on a loop happen
-// one at a time, so its scratch state is reused without locks.
+// one at a time, so its scratch state is reused without locks. It works on
+// bytes only; loop.handshake does the socket I/O.
 type upgrader struct {
-	l      *loop
+	o      *Options
 	ws     ws.Upgrader
 	in     bytes.Reader // exactly the request's header bytes
-	out    []byte       // the response gobwas writes, sent with one Write
+	out    []byte       // the response to send, in one Write
 	rw     io.ReadWriter
 	req    Request
 	reject *Response
 }
+
+// outcome is what process made of the buffered bytes.
+type outcome uint8
+
+const (
+	needMore outcome = iota // no complete request yet: wait for more bytes
+	upgraded                // out holds the 101; the request was headLen bytes
+	answered                // out holds an HTTP response; close after sending it
+)
 
 type capture struct{ u *upgrader }
 
@@ -29,21 +40,21 @@ func (w capture) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func newUpgrader(l *loop) *upgrader {
-	u := &upgrader{l: l}
+func newUpgrader(o *Options) *upgrader {
+	u := &upgrader{o: o}
 	u.rw = struct {
 		io.Reader
 		io.Writer
 	}{&u.in, capture{u}}
-	u.ws.ReadBufferSize = l.e.opts.MaxHeaderBytes // gobwas reads lines through a pooled bufio of this size
+	u.ws.ReadBufferSize = o.MaxHeaderBytes // gobwas reads lines through a pooled bufio of this size
 	u.ws.WriteBufferSize = 512
-	if prefs := l.e.opts.Subprotocols; len(prefs) > 0 {
+	if prefs := o.Subprotocols; len(prefs) > 0 {
 		u.ws.ProtocolCustom = func(offer []byte) (string, bool) {
 			return selectProtocol(prefs, offer), true
 		}
 	}
 	u.ws.OnBeforeUpgrade = func() (ws.HandshakeHeader, error) {
-		if hook := l.e.opts.OnUpgrade; hook != nil {
+		if hook := o.OnUpgrade; hook != nil {
 			if resp := hook(&u.req); resp != nil {
 				u.reject = resp
 				return nil, errRejected
@@ -56,123 +67,81 @@ func newUpgrader(l *loop) *upgrader {
 
 var errRejected = ws.RejectConnectionError(ws.RejectionStatus(http.StatusForbidden))
 
-// selectProtocol returns the first of prefs (server preference order) that
-// appears in the comma-separated offer, or "".
-func selectProtocol(prefs []string, offer []byte) string {
-	for _, p := range prefs {
-		for rest := offer; len(rest) > 0; {
-			var tok []byte
-			tok, rest, _ = bytes.Cut(rest, []byte{','})
-			if string(bytes.TrimSpace(tok)) == p {
-				return p
-			}
-		}
-	}
-	return ""
-}
-
-// handshake reads the upgrade request of c from its buffered bytes. It
-// returns with c still in stateHandshake when the request is incomplete, in
-// stateOpen after a successful upgrade (the bytes after the request are
-// left buffered), or in stateClosing after an HTTP answer.
-func (l *loop) handshake(c *Conn) gnet.Action {
-	gc := c.gc
-	max := l.e.opts.MaxHeaderBytes
-	n := gc.InboundBuffered()
-	buf, err := gc.Peek(min(n, max))
-	if err != nil {
-		return gnet.Close
-	}
+// process reads the upgrade request at the start of buf, which holds the
+// first min(buffered, MaxHeaderBytes) of the connection's buffered bytes.
+// It leaves the response in u.out. On upgraded, u.req is still valid (it
+// aliases buf) until the next call, and hs is the negotiated handshake.
+func (u *upgrader) process(buf []byte, buffered int, remote net.Addr) (res outcome, headLen int, hs ws.Handshake) {
+	u.out = u.out[:0]
+	u.req = Request{}
+	u.reject = nil
 	end := bytes.Index(buf, []byte("\r\n\r\n"))
 	if end < 0 {
-		if n >= max {
-			l.answer(c, &Response{Status: http.StatusRequestHeaderFieldsTooLarge, Body: []byte("request header too large\n")})
+		if buffered >= u.o.MaxHeaderBytes {
+			return u.answer(&Response{Status: http.StatusRequestHeaderFieldsTooLarge, Body: []byte("request header too large\n")}), 0, hs
 		}
-		return gnet.None
+		return needMore, 0, hs
 	}
 	head := buf[:end+4]
-	u := l.up
 	line, headers, _ := bytes.Cut(head, crlf)
 	method, rest, ok1 := bytes.Cut(line, []byte{' '})
 	uri, proto, ok2 := bytes.Cut(rest, []byte{' '})
-	if !ok1 || !ok2 || len(uri) == 0 || !bytes.HasPrefix(proto, []byte("HTTP/")) {
-		l.answer(c, &Response{Status: http.StatusBadRequest, Body: []byte("malformed request line\n")})
-		return gnet.None
+	if !ok1 || !ok2 || len(method) == 0 || len(uri) == 0 || !bytes.HasPrefix(proto, []byte("HTTP/")) {
+		return u.answer(&Response{Status: http.StatusBadRequest, Body: []byte("malformed request line\n")}), 0, hs
 	}
-	u.req = Request{method: method, uri: uri, head: headers[:len(headers)-2], remote: c.remote}
-	u.reject = nil
-	defer func() { u.req = Request{} }()
+	u.req = Request{method: method, uri: uri, head: headers[:len(headers)-2], remote: remote}
 
 	upgrade, hasUpgrade := headerValue(u.req.head, "Upgrade")
-	if !hasUpgrade {
-		l.answerPlain(c, &u.req)
-		return gnet.None
-	}
-	if !hasToken(upgrade, "websocket") {
-		l.answer(c, &Response{Status: http.StatusBadRequest, Body: []byte("Upgrade header must be websocket\n")})
-		return gnet.None
+	switch {
+	case !hasUpgrade:
+		return u.answerPlain(), 0, hs
+	case !hasToken(upgrade, "websocket"):
+		return u.answer(&Response{Status: http.StatusBadRequest, Body: []byte("Upgrade header must be websocket\n")}), 0, hs
 	}
 	origin, _ := headerValue(u.req.head, "Origin")
-	if !l.e.opts.originAllowed(origin) {
-		l.answer(c, &Response{Status: http.StatusForbidden, Body: []byte("origin not allowed\n")})
-		return gnet.None
+	if !u.o.originAllowed(origin) {
+		return u.answer(&Response{Status: http.StatusForbidden, Body: []byte("origin not allowed\n")}), 0, hs
 	}
 
 	u.in.Reset(head)
-	u.out = u.out[:0]
 	hs, err := u.ws.Upgrade(u.rw)
-	if err != nil {
-		if u.reject != nil {
-			l.answer(c, u.reject)
-		} else {
-			_, _ = gc.Write(u.out)
-			c.linger(true)
-		}
-		return gnet.None
+	switch {
+	case err == nil:
+		return upgraded, len(head), hs
+	case u.reject != nil:
+		return u.answer(u.reject), 0, hs
+	case len(u.out) == 0:
+		// gobwas wrote nothing (it could not parse the request at all).
+		return u.answer(&Response{Status: http.StatusBadRequest, Body: []byte("malformed request\n")}), 0, hs
 	}
-	if _, err := gc.Write(u.out); err != nil {
-		return gnet.None // gnet has closed the connection
-	}
-	c.proto = hs.Protocol
-	o := &l.e.opts
-	if o.KeepPath {
-		c.path = string(uri)
-	}
-	if o.KeepHeaders {
-		c.header = bytes.Clone(u.req.head)
-	}
-	c.ctx = u.req.Context
-	_, _ = gc.Discard(len(head)) // head may be a pooled copy: done with it only now
-	l.open(c)
-	return gnet.None
+	return answered, 0, hs // gobwas's own 4xx answer is in u.out
 }
 
 // answerPlain answers a request that is not a WebSocket upgrade.
-func (l *loop) answerPlain(c *Conn, req *Request) {
-	if h := l.e.opts.HTTPHandler; h != nil {
-		if resp := h(req); resp != nil {
-			l.answer(c, resp)
-			return
+func (u *upgrader) answerPlain() outcome {
+	if h := u.o.HTTPHandler; h != nil {
+		if resp := h(&u.req); resp != nil {
+			return u.answer(resp)
 		}
 	}
-	if m := string(req.method); m != http.MethodGet && m != http.MethodHead {
-		l.answer(c, &Response{Status: http.StatusMethodNotAllowed, Header: http.Header{"Allow": {"GET"}}, Body: []byte("method not allowed\n")})
-		return
+	if m := string(u.req.method); m != http.MethodGet && m != http.MethodHead {
+		return u.answer(&Response{Status: http.StatusMethodNotAllowed, Header: http.Header{"Allow": {"GET"}}, Body: []byte("method not allowed\n")})
 	}
-	l.answer(c, &Response{
+	return u.answer(&Response{
 		Status: http.StatusUpgradeRequired,
 		Header: http.Header{"Upgrade": {"websocket"}, "Sec-Websocket-Version": {"13"}},
 		Body:   []byte("this is a WebSocket endpoint: connect with a WebSocket client\n"),
 	})
 }
 
-// answer writes an HTTP response and lingers until the peer closes.
-func (l *loop) answer(c *Conn, r *Response) {
+// answer puts an HTTP response with Content-Length and "Connection: close"
+// in u.out.
+func (u *upgrader) answer(r *Response) outcome {
 	status := r.Status
 	if status == 0 {
 		status = http.StatusOK
 	}
-	b := append(l.wbuf[:0], "HTTP/1.1 "...)
+	b := append(u.out[:0], "HTTP/1.1 "...)
 	b = strconv.AppendInt(b, int64(status), 10)
 	b = append(b, ' ')
 	b = append(b, http.StatusText(status)...)
@@ -188,14 +157,65 @@ func (l *loop) answer(c *Conn, r *Response) {
 		}
 	}
 	b = append(b, "\r\n"...)
-	if string(l.up.req.method) != http.MethodHead {
+	if string(u.req.method) != http.MethodHead {
 		b = append(b, r.Body...)
 	}
-	l.wbuf = b[:0]
-	if _, err := c.gc.Write(b); err != nil {
-		return
+	u.out = b
+	return answered
+}
+
+// handshake reads the upgrade request of c from its buffered bytes. It
+// returns with c still in stateHandshake when the request is incomplete, in
+// stateOpen after a successful upgrade (the bytes after the request are
+// left buffered), or in stateClosing after an HTTP answer.
+func (l *loop) handshake(c *Conn) gnet.Action {
+	gc := c.gc
+	u := l.up
+	n := gc.InboundBuffered()
+	buf, err := gc.Peek(min(n, u.o.MaxHeaderBytes))
+	if err != nil {
+		return gnet.Close
 	}
-	c.linger(true)
+	res, headLen, hs := u.process(buf, n, c.remote)
+	defer func() { u.req = Request{} }() // it aliases the input
+	switch res {
+	case needMore:
+		return gnet.None
+	case answered:
+		if _, err := gc.Write(u.out); err == nil {
+			c.linger(true)
+		}
+		return gnet.None
+	}
+	if _, err := gc.Write(u.out); err != nil {
+		return gnet.None // gnet has closed the connection
+	}
+	c.proto = hs.Protocol
+	if u.o.KeepPath {
+		c.path = string(u.req.uri)
+	}
+	if u.o.KeepHeaders {
+		c.header = bytes.Clone(u.req.head)
+	}
+	c.ctx = u.req.Context
+	_, _ = gc.Discard(headLen) // the request may be a pooled copy: done with it only now
+	l.open(c)
+	return gnet.None
+}
+
+// selectProtocol returns the first of prefs (server preference order) that
+// appears in the comma-separated offer, or "".
+func selectProtocol(prefs []string, offer []byte) string {
+	for _, p := range prefs {
+		for rest := offer; len(rest) > 0; {
+			var tok []byte
+			tok, rest, _ = bytes.Cut(rest, []byte{','})
+			if string(bytes.TrimSpace(tok)) == p {
+				return p
+			}
+		}
+	}
+	return ""
 }
 
 // hasToken reports whether the comma-separated header value v contains
