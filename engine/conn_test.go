@@ -297,3 +297,22 @@ func TestEngineWriteRules(t *testing.T) {
 	client.ExpectMessage(wstest.OpPing, []byte("hi"))
 	client.CloseHandshake()
 }
+
+// Frames that trickle in a byte per read must be kept across reads, whether
+// the header or the payload is incomplete.
+func TestEngineTrickledFrames(t *testing.T) {
+	_, addr := startEngine(t, echo{}, engine.Options{})
+	client := wstest.Connect(t, addr)
+	for _, f := range []wstest.Frame{wstest.Ping([]byte("ping!")), wstest.Text("trickled text"), wstest.Binary(make([]byte, 300))} {
+		for _, b := range f.Bytes() {
+			client.Write([]byte{b})
+			time.Sleep(time.Millisecond) // one read per byte on the server
+		}
+		want := f.Opcode
+		if want == wstest.OpPing {
+			want = wstest.OpPong
+		}
+		client.ExpectMessage(want, f.Payload)
+	}
+	client.CloseHandshake()
+}

@@ -37,7 +37,9 @@ func (l *loop) readFrames(c *Conn) gnet.Action {
 	}
 	switch {
 	case err == nil:
-		_, _ = gc.Discard(used)
+		if used > 0 { // gnet's Discard(0) would drop everything buffered
+			_, _ = gc.Discard(used)
+		}
 		return gnet.None
 	case err == errCloseNow:
 		return gnet.Close
