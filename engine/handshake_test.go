@@ -59,6 +59,7 @@ func TestEngineHandshakeRejections(t *testing.T) {
 		{"plain POST", []byte("POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"), http.StatusMethodNotAllowed, [2]string{}},
 		{"version 8", up(func(h []wstest.Header) []wstest.Header { return wstest.WithHeader(h, "Sec-WebSocket-Version", "8") }), http.StatusUpgradeRequired, [2]string{"Sec-WebSocket-Version", "13"}},
 		{"no key", up(func(h []wstest.Header) []wstest.Header { return wstest.WithoutHeader(h, "Sec-WebSocket-Key") }), http.StatusBadRequest, [2]string{}},
+		{"no upgrade header", up(func(h []wstest.Header) []wstest.Header { return wstest.WithoutHeader(h, "Upgrade") }), http.StatusBadRequest, [2]string{}},
 		{"no connection", up(func(h []wstest.Header) []wstest.Header { return wstest.WithoutHeader(h, "Connection") }), http.StatusBadRequest, [2]string{}},
 		{"upgrade not websocket", up(func(h []wstest.Header) []wstest.Header { return wstest.WithHeader(h, "Upgrade", "h2c") }), http.StatusBadRequest, [2]string{}},
 		{"bad key length", up(func(h []wstest.Header) []wstest.Header { return wstest.WithHeader(h, "Sec-WebSocket-Key", "c2hvcnQ=") }), http.StatusBadRequest, [2]string{}},

@@ -91,11 +91,15 @@ func (u *upgrader) process(buf []byte, buffered int, remote net.Addr) (res outco
 	}
 	u.req = Request{method: method, uri: uri, head: headers[:len(headers)-2], remote: remote}
 
+	// A request is a WebSocket attempt if it names the upgrade or carries
+	// the handshake's own headers; only other requests are plain HTTP.
 	upgrade, hasUpgrade := headerValue(u.req.head, "Upgrade")
+	_, hasKey := headerValue(u.req.head, "Sec-WebSocket-Key")
+	_, hasVersion := headerValue(u.req.head, "Sec-WebSocket-Version")
 	switch {
-	case !hasUpgrade:
+	case !hasUpgrade && !hasKey && !hasVersion:
 		return u.answerPlain(), 0, hs
-	case !hasToken(upgrade, "websocket"):
+	case hasUpgrade && !hasToken(upgrade, "websocket"):
 		return u.answer(&Response{Status: http.StatusBadRequest, Body: []byte("Upgrade header must be websocket\n")}), 0, hs
 	}
 	origin, _ := headerValue(u.req.head, "Origin")
