@@ -30,7 +30,7 @@ const (
 // assembly buffer until it is delivered.
 type Conn struct {
 	gc     gnet.Conn
-	loop   *loop
+	loop   *Loop
 	id     uint64
 	remote net.Addr
 	proto  string // selected subprotocol
@@ -104,6 +104,44 @@ func (c *Conn) Write(op codec.OpCode, p []byte) error {
 		return err
 	}
 	return c.writeFrame(op, p)
+}
+
+// WriteFrames sends frames that are already encoded (unmasked server frames,
+// e.g. a broadcast encoded once for many connections) with one writev(2).
+// Loop only. gnet copies what the socket does not take, so the frames may be
+// reused when WriteFrames returns; the slice itself may be modified.
+func (c *Conn) WriteFrames(frames [][]byte) error {
+	if c.state != stateOpen {
+		return ErrClosed
+	}
+	_, err := c.gc.Writev(frames)
+	return err
+}
+
+// Buffered returns the number of bytes written to the connection that the
+// socket has not taken yet (gnet's outbound buffer, which has no limit of
+// its own: check it before writing to a slow reader). Loop only.
+func (c *Conn) Buffered() int {
+	if c.state == stateClosed {
+		return 0
+	}
+	return c.gc.OutboundBuffered()
+}
+
+// Loop returns the event loop that owns the connection. Any goroutine.
+func (c *Conn) Loop() *Loop { return c.loop }
+
+// IsOpen reports whether the connection is upgraded and not closing: the
+// state in which Write, WriteFrames and Send deliver. Loop only.
+func (c *Conn) IsOpen() bool { return c.state == stateOpen }
+
+// CloseNow is Close for code running on the connection's loop: the close
+// frame is written at once, and nothing written after it is sent. Loop only.
+func (c *Conn) CloseNow(code codec.StatusCode, reason string) {
+	if code == 0 {
+		code = codec.StatusNormalClosure
+	}
+	c.startClose(code, reason, false)
 }
 
 // Send is Write for any goroutine. It encodes the frame into a pooled buffer

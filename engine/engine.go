@@ -24,8 +24,8 @@ type Engine struct {
 	tickEvery int64 // timer resolution, ns
 
 	mu    sync.Mutex
-	loops map[gnet.EventLoop]*loop
-	list  atomic.Pointer[[]*loop]
+	loops map[gnet.EventLoop]*Loop
+	list  atomic.Pointer[[]*Loop]
 
 	gnet     gnet.Engine
 	ready    chan struct{}
@@ -52,13 +52,13 @@ func New(h Handler, opts Options) (*Engine, error) {
 		opts:    o,
 		h:       h,
 		log:     o.Logger,
-		loops:   make(map[gnet.EventLoop]*loop),
+		loops:   make(map[gnet.EventLoop]*Loop),
 		ready:   make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
 	e.tickEvery = int64(tickFor(&o))
 	e.now.Store(time.Now().UnixNano())
-	e.list.Store(new([]*loop))
+	e.list.Store(new([]*Loop))
 	return e, nil
 }
 
@@ -171,14 +171,14 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 func (e *Engine) clock() int64 { return e.now.Load() }
 
 // loopFor returns wsd's state for a gnet event loop, creating it on first use.
-func (e *Engine) loopFor(el gnet.EventLoop) *loop {
+func (e *Engine) loopFor(el gnet.EventLoop) *Loop {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	l := e.loops[el]
 	if l == nil {
-		l = newLoop(e, el)
+		l = newLoop(e, el, len(*e.list.Load()))
 		e.loops[el] = l
-		list := append(append([]*loop(nil), *e.list.Load()...), l)
+		list := append(append([]*Loop(nil), *e.list.Load()...), l)
 		e.list.Store(&list)
 	}
 	return l
@@ -228,7 +228,9 @@ func (ev *events) OnTraffic(gc gnet.Conn) gnet.Action {
 		}
 	}
 	c.lastRead = ev.e.clock()
-	return l.readFrames(c)
+	act := l.readFrames(c)
+	l.flush()
+	return act
 }
 
 func (ev *events) OnClose(gc gnet.Conn, err error) gnet.Action {

@@ -11,11 +11,14 @@ import (
 	"github.com/wsdproject/wsd/internal/bufpool"
 )
 
-// loop is wsd's state for one gnet event loop. Everything in it except the
-// task queue is touched only by the loop's goroutine.
-type loop struct {
-	e  *Engine
-	el gnet.EventLoop
+// Loop is one event loop: the goroutine that owns a set of connections and
+// runs their Handler callbacks. Code running on a loop (callbacks, and Tasks
+// posted to it) may use the loop-only Conn methods of its connections.
+// Everything in it except the task queue is touched only by its goroutine.
+type Loop struct {
+	e     *Engine
+	el    gnet.EventLoop
+	index int
 
 	enc  codec.HeaderEncoder
 	wbuf []byte    // scratch for small frames and HTTP answers
@@ -35,6 +38,8 @@ type loop struct {
 	ringing  atomic.Bool
 	timerDue atomic.Bool
 	drainFn  gnet.RunnableFunc
+
+	flushers []Flusher // to run once the current batch of work is done
 }
 
 type taskKind uint8
@@ -43,18 +48,20 @@ const (
 	taskFrame    taskKind = iota + 1 // write buf (an encoded frame) to c, then return buf to the pool
 	taskClose                        // start the closing handshake of c
 	taskShutdown                     // close every connection with 1001
+	taskRun                          // run a posted Task
 )
 
 type task struct {
 	kind   taskKind
+	run    Task
 	c      *Conn
 	buf    *[]byte
 	code   codec.StatusCode
 	reason string
 }
 
-func newLoop(e *Engine, el gnet.EventLoop) *loop {
-	l := &loop{e: e, el: el, wbuf: make([]byte, 0, smallFrame+codec.MaxHeaderSize)}
+func newLoop(e *Engine, el gnet.EventLoop, index int) *Loop {
+	l := &Loop{e: e, el: el, index: index, wbuf: make([]byte, 0, smallFrame+codec.MaxHeaderSize)}
 	l.up = newUpgrader(&e.opts)
 	l.wheel.init(e.tickEvery, e.clock())
 	l.drainFn = l.drain
@@ -62,7 +69,7 @@ func newLoop(e *Engine, el gnet.EventLoop) *loop {
 }
 
 // enqueue adds t to the loop's queue and rings the doorbell. Any goroutine.
-func (l *loop) enqueue(t task) {
+func (l *Loop) enqueue(t task) {
 	l.mu.Lock()
 	l.queue = append(l.queue, t)
 	l.mu.Unlock()
@@ -70,7 +77,7 @@ func (l *loop) enqueue(t task) {
 }
 
 // ring makes sure a drain is scheduled on the loop; rings coalesce.
-func (l *loop) ring() {
+func (l *Loop) ring() {
 	if l.ringing.CompareAndSwap(false, true) {
 		if err := l.el.Execute(context.Background(), l.drainFn); err != nil {
 			l.ringing.Store(false) // the engine is stopping; OnClose will clean up
@@ -79,7 +86,7 @@ func (l *loop) ring() {
 }
 
 // drain runs queued tasks and due timers. Loop only.
-func (l *loop) drain(context.Context) error {
+func (l *Loop) drain(context.Context) error {
 	l.ringing.Store(false) // before taking the queue: a later enqueue rings again
 	l.mu.Lock()
 	q := l.queue
@@ -90,13 +97,14 @@ func (l *loop) drain(context.Context) error {
 		q[i] = task{}
 	}
 	l.spare = q[:0]
+	l.flush()
 	if l.timerDue.Swap(false) {
 		l.wheel.advance(l.e.clock(), l.onTimer)
 	}
 	return nil
 }
 
-func (l *loop) run(t *task) {
+func (l *Loop) run(t *task) {
 	c := t.c
 	switch t.kind {
 	case taskFrame:
@@ -106,6 +114,8 @@ func (l *loop) run(t *task) {
 		bufpool.Put(t.buf)
 	case taskClose:
 		c.startClose(t.code, t.reason, false)
+	case taskRun:
+		t.run.Run(l)
 	case taskShutdown:
 		for c := l.conns.head; c != nil; {
 			next := c.next
@@ -121,7 +131,7 @@ func (l *loop) run(t *task) {
 }
 
 // open finishes an upgrade: c is now a WebSocket connection. Loop only.
-func (l *loop) open(c *Conn) {
+func (l *Loop) open(c *Conn) {
 	e := l.e
 	c.state = stateOpen
 	c.opened = true
@@ -135,7 +145,7 @@ func (l *loop) open(c *Conn) {
 }
 
 // scheduleKeepalive puts c in the wheel for its next ping or idle check.
-func (l *loop) scheduleKeepalive(c *Conn, now int64) {
+func (l *Loop) scheduleKeepalive(c *Conn, now int64) {
 	o := &l.e.opts
 	var at int64
 	if o.PingInterval > 0 {
@@ -153,7 +163,7 @@ func (l *loop) scheduleKeepalive(c *Conn, now int64) {
 }
 
 // onTimer handles a connection whose timer came due. Loop only.
-func (l *loop) onTimer(c *Conn, now int64) {
+func (l *Loop) onTimer(c *Conn, now int64) {
 	o := &l.e.opts
 	switch c.state {
 	case stateHandshake, stateClosing:
@@ -205,4 +215,44 @@ func (s *connList) remove(c *Conn) {
 	}
 	c.prev, c.next = nil, nil
 	s.n--
+}
+
+// Task is work posted to a Loop with Post. Run runs on the loop's goroutine.
+type Task interface {
+	Run(l *Loop)
+}
+
+// Flusher is work deferred with FlushLater.
+type Flusher interface {
+	Flush(l *Loop)
+}
+
+// Index returns the loop's number, from 0 to the number of loops - 1, in the
+// order loops received their first connection. Any goroutine.
+func (l *Loop) Index() int { return l.index }
+
+// Post queues t to run on the loop. Any goroutine. Tasks run in the order
+// they were posted; posting wakes the loop at most once per batch (gnet's
+// Execute is only the doorbell), and costs no allocation when t is a
+// pointer and the loop is already awake.
+func (l *Loop) Post(t Task) {
+	l.enqueue(task{kind: taskRun, run: t})
+}
+
+// FlushLater makes the loop call f.Flush once the batch of work it is
+// running (the queued tasks, or the input of one connection) is done, so
+// that a Task can gather writes for many connections and send each
+// connection's share with one syscall. Loop only. f is called once per
+// FlushLater call.
+func (l *Loop) FlushLater(f Flusher) {
+	l.flushers = append(l.flushers, f)
+}
+
+// flush runs the deferred Flushers. Loop only.
+func (l *Loop) flush() {
+	for i := 0; i < len(l.flushers); i++ { // a Flusher may add another
+		l.flushers[i].Flush(l)
+		l.flushers[i] = nil
+	}
+	l.flushers = l.flushers[:0]
 }

@@ -13,7 +13,7 @@ import (
 var errCloseNow = errors.New("engine: close handshake done")
 
 // readFrames decodes every complete frame buffered for c. Loop only.
-func (l *loop) readFrames(c *Conn) gnet.Action {
+func (l *Loop) readFrames(c *Conn) gnet.Action {
 	gc := c.gc
 	if c.discard {
 		_, _ = gc.Discard(-1)

@@ -172,7 +172,7 @@ func (u *upgrader) answer(r *Response) outcome {
 // returns with c still in stateHandshake when the request is incomplete, in
 // stateOpen after a successful upgrade (the bytes after the request are
 // left buffered), or in stateClosing after an HTTP answer.
-func (l *loop) handshake(c *Conn) gnet.Action {
+func (l *Loop) handshake(c *Conn) gnet.Action {
 	gc := c.gc
 	u := l.up
 	n := gc.InboundBuffered()
