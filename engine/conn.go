@@ -107,16 +107,52 @@ func (c *Conn) Write(op codec.OpCode, p []byte) error {
 }
 
 // WriteFrames sends frames that are already encoded (unmasked server frames,
-// e.g. a broadcast encoded once for many connections) with one writev(2).
-// Loop only. gnet copies what the socket does not take, so the frames may be
-// reused when WriteFrames returns; the slice itself may be modified.
+// e.g. a broadcast encoded once for many connections), in order, with as few
+// syscalls as it can without allocating: up to 8 frames go out with one
+// writev(2); more frames totalling at most 256 KiB are copied into the
+// loop's scratch buffer and sent with one write(2); larger batches go out 8
+// frames per writev. Loop only. gnet copies what the socket does not take,
+// so the frames may be reused when WriteFrames returns; the slice itself may
+// be modified.
 func (c *Conn) WriteFrames(frames [][]byte) error {
 	if c.state != stateOpen {
 		return ErrClosed
 	}
-	_, err := c.gc.Writev(frames)
-	return err
+	if len(frames) <= maxIovecs {
+		_, err := c.gc.Writev(frames)
+		return err
+	}
+	total := 0
+	for _, f := range frames {
+		total += len(f)
+	}
+	if total <= maxGather {
+		l := c.loop
+		b := l.wbuf[:0]
+		for _, f := range frames {
+			b = append(b, f...)
+		}
+		l.wbuf = b[:0]
+		_, err := c.gc.Write(b)
+		return err
+	}
+	for len(frames) > 0 && c.state == stateOpen {
+		n := min(len(frames), maxIovecs)
+		if _, err := c.gc.Writev(frames[:n]); err != nil {
+			return err
+		}
+		frames = frames[n:]
+	}
+	return nil
 }
+
+const (
+	// maxIovecs is the most buffers one writev gets: golang.org/x/sys
+	// allocates its iovec array beyond 8.
+	maxIovecs = 8
+	// maxGather is the most bytes WriteFrames copies to send in one write.
+	maxGather = 256 << 10
+)
 
 // Buffered returns the number of bytes written to the connection that the
 // socket has not taken yet (gnet's outbound buffer, which has no limit of

@@ -1,0 +1,29 @@
+// Package broadcast is wsd's publish/subscribe hub: topics, encode-once
+// fan-out over event loops, and a slow-consumer policy.
+//
+// A published message is encoded once into a reference-counted pooled
+// buffer. Every event loop that has subscribers of the topic gets one task
+// through its own FIFO (engine.Loop.Post); the loop queues the same bytes for
+// each of its local subscribers and, once it has run every task it was
+// given, writes each connection's queued frames with one syscall. Subscriber
+// sets belong to their loop, so the fan-out takes no lock and makes no
+// allocation per subscriber. The buffer returns to the pool when the last
+// loop is done with it.
+//
+// Order: for every connection, the messages of a publisher arrive in the
+// order it published them. A connection that stays open and within its
+// outbound cap loses nothing.
+//
+// Slow consumers: before queueing a frame the loop checks the connection's
+// backlog (bytes the socket has not taken, plus frames queued in this batch)
+// against Options.MaxBuffered; over it, Options.Policy either drops the frame
+// (counted) or closes the connection (code Options.CloseCode, counted).
+//
+// Use it by wrapping your engine.Handler with Hub.Handler, so the hub learns
+// of every connection and forgets closed ones:
+//
+//	hub := broadcast.New(broadcast.Options{})
+//	e, _ := engine.New(hub.Handler(myHandler), opts)
+//	// in myHandler.OnOpen (on the loop):  hub.Subscribe(c, "news")
+//	// from anywhere:                     hub.Publish("news", codec.OpText, []byte("hi"))
+package broadcast
