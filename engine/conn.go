@@ -118,13 +118,16 @@ func (c *Conn) WriteFrames(frames [][]byte) error {
 	if c.state != stateOpen {
 		return ErrClosed
 	}
-	if len(frames) <= maxIovecs {
-		_, err := c.gc.Writev(frames)
-		return err
-	}
 	total := 0
 	for _, f := range frames {
 		total += len(f)
+	}
+	st := &c.loop.stats
+	st.framesOut.Add(int64(len(frames)))
+	st.bytesOut.Add(int64(total))
+	if len(frames) <= maxIovecs {
+		_, err := c.gc.Writev(frames)
+		return err
 	}
 	if total <= maxGather {
 		l := c.loop
@@ -239,6 +242,8 @@ const smallFrame = 4 << 10
 func (c *Conn) writeFrame(op codec.OpCode, p []byte) error {
 	l := c.loop
 	hdr := l.enc.Encode(true, 0, op, len(p))
+	l.stats.framesOut.Add(1)
+	l.stats.bytesOut.Add(int64(len(hdr) + len(p)))
 	var err error
 	if len(p) <= smallFrame {
 		b := append(append(l.wbuf[:0], hdr...), p...)

@@ -316,3 +316,23 @@ func TestEngineTrickledFrames(t *testing.T) {
 	}
 	client.CloseHandshake()
 }
+
+func TestEngineStats(t *testing.T) {
+	rec := newRecorder()
+	e, addr := startEngine(t, rec, engine.Options{})
+	client := wstest.Connect(t, addr)
+	c := rec.next(t)
+	for _, m := range []string{"a", "bb", "ccc"} {
+		client.WriteFrames(wstest.Text(m))
+		client.ExpectText(m)
+	}
+	client.CloseHandshake()
+	waitFor(t, 5*time.Second, "OnClose", func() bool { return rec.closeOf(c.ID()) != nil })
+	s := e.Stats()
+	if s.Upgrades != 1 || s.MessagesIn != 3 || s.BytesIn != 6 || s.FramesOut != 4 || s.BytesOut != 3*2+6+4 {
+		t.Fatalf("stats %+v", s)
+	}
+	if len(s.CloseCodes) != 1 || s.CloseCodes[0] != (engine.CloseCount{Code: 1000, Count: 1}) {
+		t.Fatalf("close codes %+v", s.CloseCodes)
+	}
+}

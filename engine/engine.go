@@ -37,6 +37,7 @@ type Engine struct {
 	nextID   atomic.Uint64
 	conns    atomic.Int64 // TCP connections, any state
 	upgrades atomic.Int64
+	closes   closeCounts
 }
 
 // New returns an Engine that will serve h with opts (defaults filled in).
@@ -249,6 +250,7 @@ func (ev *events) OnClose(gc gnet.Conn, err error) gnet.Action {
 	e.conns.Add(-1)
 	if c.opened {
 		ce := c.closeError(err)
+		e.closes.add(ce.Code)
 		if ce.Code == 1006 && err != nil {
 			e.log.Debug("connection lost", zap.Uint64("id", c.id), zap.Error(err))
 		}

@@ -40,6 +40,8 @@ type Loop struct {
 	drainFn  gnet.RunnableFunc
 
 	flushers []Flusher // to run once the current batch of work is done
+
+	stats loopStats
 }
 
 type taskKind uint8
@@ -110,6 +112,8 @@ func (l *Loop) run(t *task) {
 	case taskFrame:
 		if c.state == stateOpen {
 			_, _ = c.gc.Write(*t.buf)
+			l.stats.framesOut.Add(1)
+			l.stats.bytesOut.Add(int64(len(*t.buf)))
 		}
 		bufpool.Put(t.buf)
 	case taskClose:

@@ -63,6 +63,9 @@ type receiver Conn
 func (r *receiver) OnMessage(op codec.OpCode, p []byte) error {
 	c := (*Conn)(r)
 	if c.state == stateOpen {
+		st := &c.loop.stats
+		st.messagesIn.Add(1)
+		st.bytesIn.Add(int64(len(p)))
 		c.loop.e.h.OnMessage(c, op, p)
 	}
 	return nil
