@@ -30,6 +30,14 @@ type config struct {
 	CloseTimeout     time.Duration
 	Origins          string
 	Subprotocols     string
+	SkipSender       bool
+	ClientPublish    string
+	MaxBuffered      byteSize
+	SlowPolicy       string
+	SlowCloseCode    int
+	AdminAddr        string
+	APIToken         string
+	Pprof            bool
 	LogLevel         string
 	LogFormat        string
 }
@@ -38,7 +46,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs := flag.NewFlagSet("wsd", flag.ContinueOnError)
 	fs.StringVar(&c.ConfigFile, "config", "", "YAML config file (see configs/wsd.yaml)")
 	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8080", "listen addresses, comma-separated: host:port, tcp://host:port or unix:///path.sock")
-	fs.StringVar(&c.Mode, "mode", "echo", "what to serve: echo (every message back to its sender)")
+	fs.StringVar(&c.Mode, "mode", "chat", "what to serve: chat (rooms by URL path, demo page at /), push (topics and a publish API) or echo")
 	fs.IntVar(&c.EventLoops, "event-loops", 0, "event loops (0: one per CPU)")
 	fs.BoolVar(&c.ReusePort, "reuse-port", false, "one SO_REUSEPORT listener per event loop (Linux)")
 	c.MaxMessageSize = 16 << 20
@@ -51,6 +59,15 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.DurationVar(&c.CloseTimeout, "close-timeout", 5*time.Second, "wait this long for the peer's close frame after sending ours")
 	fs.StringVar(&c.Origins, "origins", "", "allowed Origin values, comma-separated (empty: any)")
 	fs.StringVar(&c.Subprotocols, "subprotocols", "", "supported subprotocols, comma-separated, in preference order")
+	fs.BoolVar(&c.SkipSender, "skip-sender", false, "chat: do not send a message back to its sender")
+	fs.StringVar(&c.ClientPublish, "client-publish", "", `push: topics clients may publish to, comma-separated ("*" all, "news.*" a prefix)`)
+	c.MaxBuffered = 1 << 20
+	fs.Var(&c.MaxBuffered, "max-buffered", "broadcast: bytes a connection may have waiting to be sent before -slow-policy applies")
+	fs.StringVar(&c.SlowPolicy, "slow-policy", "drop", "broadcast: drop (skip frames for a slow connection) or close (close it)")
+	fs.IntVar(&c.SlowCloseCode, "slow-close-code", 1008, "broadcast: close code of -slow-policy close (1008 or 1013)")
+	fs.StringVar(&c.AdminAddr, "admin-addr", "127.0.0.1:9090", "admin HTTP listener: publish API, topics, /healthz, /metrics (empty: off)")
+	fs.StringVar(&c.APIToken, "api-token", "", "bearer token required on the admin /api/ endpoints (empty: none)")
+	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof on the admin listener")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", "console", "log format: console or json")
 	return fs

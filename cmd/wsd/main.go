@@ -6,6 +6,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -13,6 +15,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/wsdproject/wsd/broadcast"
+	"github.com/wsdproject/wsd/codec"
 	"github.com/wsdproject/wsd/engine"
 )
 
@@ -37,13 +41,34 @@ func run(args []string) error {
 	defer func() { _ = log.Sync() }()
 	raiseFileLimit(log)
 
-	h, err := newHandler(cfg.Mode)
+	hubOpts, err := hubOptions(cfg)
 	if err != nil {
 		return err
 	}
-	e, err := engine.New(h, engineOptions(cfg, log))
+	hub := broadcast.New(hubOpts)
+	md, err := newMode(cfg, hub)
 	if err != nil {
 		return err
+	}
+	opts := engineOptions(cfg, log)
+	opts.OnUpgrade, opts.HTTPHandler = md.onUpgrade, md.httpHandler
+	e, err := engine.New(md.handler, opts)
+	if err != nil {
+		return err
+	}
+
+	var adminSrv *http.Server
+	if cfg.AdminAddr != "" {
+		ln, err := net.Listen("tcp", cfg.AdminAddr)
+		if err != nil {
+			return fmt.Errorf("admin listener: %w", err)
+		}
+		adminSrv = &http.Server{
+			Handler:           newAdmin(hub, e.Stats, cfg.APIToken, int64(cfg.MaxMessageSize), cfg.Pprof),
+			ReadHeaderTimeout: 10 * time.Second,
+		}
+		go func() { _ = adminSrv.Serve(ln) }()
+		log.Info("admin listening", zap.String("addr", ln.Addr().String()), zap.Bool("token", cfg.APIToken != ""), zap.Bool("pprof", cfg.Pprof))
 	}
 	log.Info("starting", zap.String("mode", cfg.Mode))
 
@@ -56,6 +81,9 @@ func run(args []string) error {
 		return err
 	case s := <-sig:
 		log.Info("signal received, closing connections", zap.String("signal", s.String()))
+	}
+	if adminSrv != nil {
+		_ = adminSrv.Close()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.CloseTimeout+5*time.Second)
 	defer cancel()
@@ -92,4 +120,21 @@ func engineOptions(cfg *config, log *zap.Logger) engine.Options {
 		Subprotocols:     splitList(cfg.Subprotocols),
 		Logger:           log,
 	}
+}
+
+// hubOptions maps the slow-consumer flags onto broadcast.Options.
+func hubOptions(cfg *config) (broadcast.Options, error) {
+	o := broadcast.Options{MaxBuffered: int(cfg.MaxBuffered), CloseCode: codec.StatusCode(cfg.SlowCloseCode)}
+	switch cfg.SlowPolicy {
+	case "drop":
+		o.Policy = broadcast.Drop
+	case "close":
+		o.Policy = broadcast.Close
+	default:
+		return o, fmt.Errorf("slow-policy must be drop or close, not %q", cfg.SlowPolicy)
+	}
+	if !o.CloseCode.ValidOnWire() {
+		return o, fmt.Errorf("slow-close-code %d is not a close code a server may send", cfg.SlowCloseCode)
+	}
+	return o, nil
 }

@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -108,14 +110,19 @@ func (d *Daemon) Exited() bool {
 }
 
 // StartDaemon runs the wsd binary with "-addr ADDR" plus args on a free
-// loopback port, waits until it accepts TCP connections and stops it when the
+// loopback port (and without the admin listener unless args name
+// -admin-addr), waits until it accepts TCP connections and stops it when the
 // test ends. The daemon's output is logged if the test fails.
 func StartDaemon(t testing.TB, args ...string) *Daemon {
 	t.Helper()
 	bin := DaemonBinary(t)
 	addr := FreeAddr(t)
 	d := &Daemon{Addr: addr, out: &syncBuffer{}, done: make(chan struct{})}
-	d.cmd = exec.Command(bin, append([]string{"-addr", addr}, args...)...)
+	pre := []string{"-addr", addr}
+	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(strings.TrimLeft(a, "-"), "admin-addr") }) {
+		pre = append(pre, "-admin-addr=") // no admin listener: daemons run in parallel
+	}
+	d.cmd = exec.Command(bin, append(pre, args...)...)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)

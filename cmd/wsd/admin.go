@@ -1,0 +1,224 @@
+package main
+
+import (
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/pprof"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/wsdproject/wsd/broadcast"
+	"github.com/wsdproject/wsd/codec"
+	"github.com/wsdproject/wsd/engine"
+)
+
+// admin is the daemon's HTTP API on its own listener (net/http, off the
+// event loops): publish, topics, health, metrics and optional pprof.
+type admin struct {
+	hub      *broadcast.Hub
+	stats    func() engine.Stats
+	token    string
+	maxBody  int64
+	mux      *http.ServeMux
+	registry *prometheus.Registry
+}
+
+// newAdmin builds the admin handler. token, if not empty, is required as
+// "Authorization: Bearer TOKEN" on /api/. maxMessage bounds published
+// payloads.
+func newAdmin(hub *broadcast.Hub, stats func() engine.Stats, token string, maxMessage int64, withPprof bool) *admin {
+	a := &admin{hub: hub, stats: stats, token: token, mux: http.NewServeMux()}
+	if maxMessage <= 0 {
+		maxMessage = 16 << 20
+	}
+	a.maxBody = maxMessage*4/3 + 64<<10 // base64 and JSON overhead
+	a.registry = prometheus.NewRegistry()
+	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), &metrics{a: a})
+
+	a.mux.HandleFunc("POST /api/publish", a.auth(a.publish))
+	a.mux.HandleFunc("/api/publish", methodNotAllowed("POST"))
+	a.mux.HandleFunc("GET /api/topics", a.auth(a.topics))
+	a.mux.HandleFunc("GET /api/topics/{name...}", a.auth(a.topic))
+	a.mux.HandleFunc("GET /healthz", a.health)
+	a.mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
+	if withPprof {
+		a.mux.HandleFunc("/debug/pprof/", pprof.Index)
+		a.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		a.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		a.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		a.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	return a
+}
+
+func (a *admin) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+func (a *admin) auth(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if a.token != "" {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(a.token)) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="wsd"`)
+				writeError(w, http.StatusUnauthorized, "missing or wrong bearer token (Authorization: Bearer TOKEN)")
+				return
+			}
+		}
+		next(w, r)
+	}
+}
+
+func methodNotAllowed(allow string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeError(w, http.StatusMethodNotAllowed, "use "+allow)
+	}
+}
+
+// publishRequest is the body of POST /api/publish.
+type publishRequest struct {
+	Topic      string   `json:"topic"`
+	Topics     []string `json:"topics"`
+	Data       *string  `json:"data"`
+	DataBase64 *string  `json:"data_base64"`
+	Exclude    uint64   `json:"exclude"`
+}
+
+func (a *admin) publish(w http.ResponseWriter, r *http.Request) {
+	var req publishRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, a.maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", a.maxBody))
+			return
+		}
+		writeError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
+		return
+	}
+	if dec.More() {
+		writeError(w, http.StatusBadRequest, "invalid JSON body: more than one JSON value")
+		return
+	}
+	topics := req.Topics
+	if req.Topic != "" {
+		topics = append([]string{req.Topic}, topics...)
+	}
+	if len(topics) == 0 {
+		writeError(w, http.StatusBadRequest, `"topic" or "topics" is required`)
+		return
+	}
+	for _, t := range topics {
+		if t == "" {
+			writeError(w, http.StatusBadRequest, "empty topic name")
+			return
+		}
+	}
+	var (
+		op      codec.OpCode
+		payload []byte
+	)
+	switch {
+	case req.Data != nil && req.DataBase64 != nil:
+		writeError(w, http.StatusBadRequest, `give "data" (text) or "data_base64" (binary), not both`)
+		return
+	case req.Data != nil:
+		op, payload = codec.OpText, []byte(*req.Data)
+	case req.DataBase64 != nil:
+		b, err := base64.StdEncoding.DecodeString(*req.DataBase64)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, `"data_base64" is not valid base64`)
+			return
+		}
+		op, payload = codec.OpBinary, b
+	default:
+		writeError(w, http.StatusBadRequest, `"data" (text) or "data_base64" (binary) is required`)
+		return
+	}
+	n := a.hub.PublishMessage(broadcast.Message{Topics: topics, Op: op, Payload: payload, Exclude: req.Exclude})
+	writeJSON(w, http.StatusOK, map[string]any{"recipients": n, "topics": topics})
+}
+
+func (a *admin) topics(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"topics": a.hub.Topics()})
+}
+
+func (a *admin) topic(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	writeJSON(w, http.StatusOK, broadcast.TopicInfo{Name: name, Subscribers: a.hub.Count(name)})
+}
+
+func (a *admin) health(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "connections": a.stats().Conns})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+// metrics exports the engine's and the hub's counters to Prometheus.
+type metrics struct{ a *admin }
+
+var (
+	descConns      = prometheus.NewDesc("wsd_connections", "Open TCP connections (upgraded or not).", nil, nil)
+	descUpgrades   = prometheus.NewDesc("wsd_upgrades_total", "Successful WebSocket upgrades.", nil, nil)
+	descMsgsIn     = prometheus.NewDesc("wsd_messages_received_total", "Complete messages received.", nil, nil)
+	descBytesIn    = prometheus.NewDesc("wsd_received_bytes_total", "Payload bytes of received messages.", nil, nil)
+	descFramesOut  = prometheus.NewDesc("wsd_frames_sent_total", "Frames sent (data and control).", nil, nil)
+	descBytesOut   = prometheus.NewDesc("wsd_sent_bytes_total", "Bytes of sent frames, headers included.", nil, nil)
+	descCloses     = prometheus.NewDesc("wsd_closes_total", "Connections ended, by close code (1006: without a close handshake).", []string{"code"}, nil)
+	descPublished  = prometheus.NewDesc("wsd_published_total", "Publish calls.", nil, nil)
+	descDelivered  = prometheus.NewDesc("wsd_delivered_total", "Broadcast frames handed to sockets.", nil, nil)
+	descDropped    = prometheus.NewDesc("wsd_dropped_total", "Broadcast frames skipped for slow consumers.", nil, nil)
+	descSlowClosed = prometheus.NewDesc("wsd_slow_closed_total", "Connections closed as slow consumers.", nil, nil)
+	descTopics     = prometheus.NewDesc("wsd_topics", "Topics with subscribers.", nil, nil)
+	descSubs       = prometheus.NewDesc("wsd_subscriptions", "Connection-topic subscriptions.", nil, nil)
+)
+
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descConns, descUpgrades, descMsgsIn, descBytesIn, descFramesOut, descBytesOut, descCloses, descPublished, descDelivered, descDropped, descSlowClosed, descTopics, descSubs} {
+		ch <- d
+	}
+}
+
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	s := m.a.stats()
+	counter := func(d *prometheus.Desc, v int64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	}
+	gauge := func(d *prometheus.Desc, v int64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v))
+	}
+	gauge(descConns, int64(s.Conns))
+	counter(descUpgrades, s.Upgrades)
+	counter(descMsgsIn, s.MessagesIn)
+	counter(descBytesIn, s.BytesIn)
+	counter(descFramesOut, s.FramesOut)
+	counter(descBytesOut, s.BytesOut)
+	for _, cc := range s.CloseCodes {
+		ch <- prometheus.MustNewConstMetric(descCloses, prometheus.CounterValue, float64(cc.Count), strconv.Itoa(int(cc.Code)))
+	}
+	if m.a.hub != nil {
+		h := m.a.hub.Stats()
+		counter(descPublished, h.Published)
+		counter(descDelivered, h.Delivered)
+		counter(descDropped, h.Dropped)
+		counter(descSlowClosed, h.SlowClosed)
+		gauge(descTopics, int64(h.Topics))
+		gauge(descSubs, h.Subscriptions)
+	}
+}
