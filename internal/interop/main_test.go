@@ -69,14 +69,33 @@ func utf8Text(n int) []byte {
 
 // recordConn is a net.Conn that keeps a copy of every byte read and written,
 // so a test can check what actually went over the wire.
+//
+// The recorded streams are in wire order even when several goroutines use the
+// connection: writeMu is held across the underlying Write and the append, so
+// the order in which bytes are recorded is the order in which they were
+// written. Recording after an unlocked Write is not enough: net/http writes
+// the upgrade request from its own writeLoop goroutine and, for a 101
+// response, hands the connection to the caller without waiting for that
+// goroutine (Transport.readLoop skips pc.wroteRequest() when the body is
+// writable). The request head is on the wire, the server answers, the
+// WebSocket client writes its frames, and only then may writeLoop get to
+// record the head, after the frames. readMu does the same for reads. Both
+// match what the runtime already does (a net.Conn's Write and Read hold the
+// fd's write or read lock for the whole call), so they add no new blocking.
+// mu only guards the buffers, so Written and Received never wait for an
+// operation in progress.
 type recordConn struct {
 	net.Conn
+	writeMu  sync.Mutex
+	readMu   sync.Mutex
 	mu       sync.Mutex
 	written  bytes.Buffer
 	received bytes.Buffer
 }
 
 func (c *recordConn) Write(p []byte) (int, error) {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
 	n, err := c.Conn.Write(p)
 	c.mu.Lock()
 	c.written.Write(p[:n])
@@ -85,6 +104,8 @@ func (c *recordConn) Write(p []byte) (int, error) {
 }
 
 func (c *recordConn) Read(p []byte) (int, error) {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
 	n, err := c.Conn.Read(p)
 	c.mu.Lock()
 	c.received.Write(p[:n])
@@ -159,10 +180,14 @@ func (f wireFrame) String() string {
 	return fmt.Sprintf("{fin=%v rsv=%d op=%#x masked=%v len=%d}", f.fin, f.rsv, f.opcode, f.masked, len(f.payload))
 }
 
-// afterHTTPHead returns the bytes following the first "\r\n\r\n" in b, the
-// end of the HTTP upgrade request or response.
+// afterHTTPHead returns the bytes following the end of the HTTP upgrade
+// request or response ("\r\n\r\n") that b must start with.
 func afterHTTPHead(t *testing.T, b []byte) []byte {
 	t.Helper()
+	if !bytes.HasPrefix(b, []byte("GET ")) && !bytes.HasPrefix(b, []byte("HTTP/1.1 ")) {
+		t.Fatalf("recorded bytes do not start with an HTTP head (request line found at %d, status line at %d, end of head at %d of %d bytes): %x",
+			bytes.Index(b, []byte("GET ")), bytes.Index(b, []byte("HTTP/1.1 ")), bytes.Index(b, []byte("\r\n\r\n")), len(b), truncate(b, 64))
+	}
 	i := bytes.Index(b, []byte("\r\n\r\n"))
 	if i < 0 {
 		t.Fatalf("no end of HTTP head in %d recorded bytes: %q", len(b), truncate(b, 300))
