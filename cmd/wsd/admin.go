@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/pprof"
 	"strconv"
@@ -26,6 +27,7 @@ type admin struct {
 	hub      *broadcast.Hub
 	stats    func() engine.Stats
 	token    string
+	maxMsg   int64 // largest payload that may be published
 	maxBody  int64
 	mux      *http.ServeMux
 	registry *prometheus.Registry
@@ -33,12 +35,13 @@ type admin struct {
 
 // newAdmin builds the admin handler. token, if not empty, is required as
 // "Authorization: Bearer TOKEN" on /api/. maxMessage bounds published
-// payloads.
+// payloads (larger: 413), as the WebSocket side bounds received ones.
 func newAdmin(hub *broadcast.Hub, stats func() engine.Stats, token string, maxMessage int64, withPprof bool) *admin {
 	a := &admin{hub: hub, stats: stats, token: token, mux: http.NewServeMux()}
 	if maxMessage <= 0 {
 		maxMessage = 16 << 20
 	}
+	a.maxMsg = maxMessage
 	a.maxBody = maxMessage*4/3 + 64<<10 // base64 and JSON overhead
 	a.registry = prometheus.NewRegistry()
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), &metrics{a: a})
@@ -64,8 +67,9 @@ func (a *admin) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeH
 func (a *admin) auth(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if a.token != "" {
-			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(a.token)) != 1 {
+			scheme, got, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+			// The scheme is case-insensitive (RFC 7235 §2.1); the token is not.
+			if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(got), []byte(a.token)) != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="wsd"`)
 				writeError(w, http.StatusUnauthorized, "missing or wrong bearer token (Authorization: Bearer TOKEN)")
 				return
@@ -104,7 +108,7 @@ func (a *admin) publish(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
 		return
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF {
 		writeError(w, http.StatusBadRequest, "invalid JSON body: more than one JSON value")
 		return
 	}
@@ -141,6 +145,10 @@ func (a *admin) publish(w http.ResponseWriter, r *http.Request) {
 		op, payload = codec.OpBinary, b
 	default:
 		writeError(w, http.StatusBadRequest, `"data" (text) or "data_base64" (binary) is required`)
+		return
+	}
+	if int64(len(payload)) > a.maxMsg {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("payload of %d bytes is over max-message-size (%d)", len(payload), a.maxMsg))
 		return
 	}
 	n := a.hub.PublishMessage(broadcast.Message{Topics: topics, Op: op, Payload: payload, Exclude: req.Exclude})
