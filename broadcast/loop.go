@@ -44,6 +44,7 @@ type sub struct {
 	pendBytes int
 	mark      uint64
 	dirty     bool
+	closing   bool // over the cap with policy Close: Flush closes it
 }
 
 type membership struct {
@@ -236,7 +237,7 @@ func (d *delivery) Run(*engine.Loop) {
 				continue
 			}
 			s.mark = mark
-			if !s.c.IsOpen() {
+			if !s.c.IsOpen() || s.closing {
 				continue
 			}
 			if s.c.Buffered()+s.pendBytes+len(frame) > max {
@@ -263,27 +264,47 @@ func (d *delivery) Run(*engine.Loop) {
 }
 
 // slow applies the slow-consumer policy to s. Loop only.
+//
+// Close is left to Flush: writing the close frame can fail, and then the
+// engine closes the connection at once and OnClose unsubscribes it, which
+// must not happen while Run walks the topic's members.
 func (lh *loopHub) slow(s *sub) {
 	if lh.hub.opts.Policy == Close {
 		lh.slowClosed.Add(1)
-		s.c.CloseNow(lh.hub.opts.CloseCode, "slow consumer")
+		s.closing = true
+		if !s.dirty {
+			s.dirty = true
+			lh.dirty = append(lh.dirty, s)
+		}
 		return
 	}
 	lh.dropped.Add(1)
 }
+
+// maxKeptPend is the largest per-subscriber frame queue kept between
+// batches: ordinary traffic reuses it without allocating, and a burst's
+// longer queue (thousands of frames for every subscriber) is freed.
+const maxKeptPend = 64
 
 // Flush writes every subscriber's queued frames with one call each and
 // releases the messages of the batch. Loop only.
 func (lh *loopHub) Flush(*engine.Loop) {
 	var n int64
 	for i, s := range lh.dirty {
-		if len(s.pend) > 0 && s.c.IsOpen() {
+		if s.closing {
+			s.closing = false
+			s.c.CloseNow(lh.hub.opts.CloseCode, "slow consumer")
+		} else if len(s.pend) > 0 && s.c.IsOpen() {
 			if s.c.WriteFrames(s.pend) == nil {
 				n += int64(len(s.pend))
 			}
 		}
-		clear(s.pend)
-		s.pend = s.pend[:0]
+		if cap(s.pend) > maxKeptPend {
+			s.pend = nil // a burst grew it: let it go rather than keep it per subscriber
+		} else {
+			clear(s.pend)
+			s.pend = s.pend[:0]
+		}
 		s.pendBytes = 0
 		s.dirty = false
 		lh.dirty[i] = nil
