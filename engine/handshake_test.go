@@ -116,7 +116,9 @@ func TestEngineHandshakeTimeout(t *testing.T) {
 func TestEngineOnUpgradeAndHTTPHandler(t *testing.T) {
 	type user struct{ name string }
 	got := make(chan string, 4)
-	h := &ctxEcho{got: got}
+	h := &ctxEcho{got: got, name: func(c *engine.Conn) string {
+		return c.Context().(user).name + " " + c.Path() + " " + c.Header("X-Extra")
+	}}
 	_, addr := startEngine(t, h, engine.Options{
 		KeepPath:    true,
 		KeepHeaders: true,
@@ -137,10 +139,6 @@ func TestEngineOnUpgradeAndHTTPHandler(t *testing.T) {
 			return nil
 		},
 	})
-	h.name = func(c *engine.Conn) string {
-		return c.Context().(user).name + " " + c.Path() + " " + c.Header("X-Extra")
-	}
-
 	t.Run("plain page", func(t *testing.T) {
 		resp, err := http.Get("http://" + addr + "/")
 		if err != nil {
