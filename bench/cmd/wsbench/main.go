@@ -1,0 +1,172 @@
+// Command wsbench runs wsd's side-by-side benchmark against
+// goroutine-per-connection WebSocket servers. See bench/README.md.
+//
+//	wsbench run [-quick] [-servers wsd,gorilla,gobwas,gws,nbio] [-out results]
+//
+// "wsbench worker" is the load-generator process it starts itself.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/wsdproject/wsd/bench/loadgen"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "worker" {
+		if err := loadgen.RunWorker(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "worker:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if len(os.Args) < 2 || os.Args[1] != "run" {
+		fmt.Fprintln(os.Stderr, "usage: wsbench run [flags]   (wsbench run -h for the flags)")
+		os.Exit(2)
+	}
+	if err := run(os.Args[2:]); err != nil {
+		fmt.Fprintln(os.Stderr, "wsbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("wsbench run", flag.ContinueOnError)
+	var (
+		servers   = fs.String("servers", "wsd,gorilla,gobwas,gws,nbio", "servers to compare, run interleaved")
+		scenarios = fs.String("scenarios", "connect,idle,echo,broadcast", "scenarios")
+		conns     = fs.String("conns", "1000,5000,15000", "connection counts")
+		sizes     = fs.String("sizes", "32,1024", "payload sizes for echo and broadcast")
+		rounds    = fs.Int("rounds", 3, "rounds (medians are reported)")
+		quick     = fs.Bool("quick", false, "smoke test: 200 connections, 32 B, 1 round, short phases")
+		out       = fs.String("out", "results", "directory for results.json and results.md")
+		serverCPU = fs.String("server-cpu", "0", "CPU list the server is pinned to (taskset -c); empty: no pinning")
+		clientCPU = fs.String("client-cpu", "1", "CPU list the load generators are pinned to; empty: no pinning")
+		echoFor   = fs.Duration("echo-duration", 5*time.Second, "echo phase length")
+		idleFor   = fs.Duration("idle-settle", 3*time.Second, "idle: time between the last connection and the memory reading")
+		bRate     = fs.Float64("broadcast-rate", 50000, "broadcast: delivered frames per second aimed at (publish rate = this / connections)")
+		bFor      = fs.Duration("broadcast-duration", 5*time.Second, "broadcast: publishing time")
+		profile   = fs.String("profile", "", "save CPU profiles of wsd's echo and broadcast phases in this directory")
+	)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	p := &plan{
+		scenarios: strings.Split(*scenarios, ","), conns: splitInts(*conns), sizes: splitInts(*sizes), rounds: *rounds,
+		echoFor: *echoFor, idleFor: *idleFor, bcastRate: *bRate, bcastFor: *bFor,
+		serverCPU: *serverCPU, clientCPU: *clientCPU, perWorker: 7500, sourceBase: 2, dialParallel: 32, profileDir: *profile,
+	}
+	if *quick {
+		p.conns, p.sizes, p.rounds = []int{200}, []int{32}, 1
+		p.echoFor, p.idleFor, p.bcastFor, p.bcastRate = time.Second, 500*time.Millisecond, time.Second, 20000
+	}
+	if runtime.NumCPU() < 2 {
+		p.serverCPU, p.clientCPU = "", ""
+	}
+	names := strings.Split(*servers, ",")
+	binDir, err := os.MkdirTemp("", "wsbench-bin-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(binDir)
+	bins := map[string]string{}
+	for _, name := range names {
+		if _, ok := specs[name]; !ok {
+			return fmt.Errorf("unknown server %q", name)
+		}
+		bin, err := build(name, binDir)
+		if err != nil {
+			return err
+		}
+		bins[name] = bin
+	}
+
+	started := time.Now()
+	var runs []Run
+	for round := 1; round <= p.rounds; round++ {
+		for _, scenario := range p.scenarios {
+			for _, n := range p.conns {
+				for _, size := range sizesFor(scenario, p.sizes) {
+					for _, name := range names { // interleaved: A B C ... per case
+						r := runOne(p, specs[name], bins[name], scenario, n, size, round)
+						fmt.Fprintln(os.Stderr, summary(r))
+						runs = append(runs, r)
+					}
+				}
+			}
+		}
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return err
+	}
+	meta := machineFacts(p, time.Since(started), os.Args)
+	b, _ := json.MarshalIndent(map[string]any{"machine": meta, "runs": runs}, "", "  ")
+	if err := os.WriteFile(filepath.Join(*out, "results.json"), b, 0o644); err != nil {
+		return err
+	}
+	md := report(meta, runs, names)
+	if err := os.WriteFile(filepath.Join(*out, "results.md"), []byte(md), 0o644); err != nil {
+		return err
+	}
+	fmt.Print(md)
+	for _, r := range runs {
+		if !r.OK {
+			return fmt.Errorf("%s %s n=%d: %s", r.Server, r.Scenario, r.Conns, r.Err)
+		}
+	}
+	return nil
+}
+
+// sizesFor: payload size matters only for echo and broadcast.
+func sizesFor(scenario string, sizes []int) []int {
+	if scenario == "echo" || scenario == "broadcast" {
+		return sizes
+	}
+	return []int{0}
+}
+
+// build compiles a server into dir. wsd comes from the parent module.
+func build(name, dir string) (string, error) {
+	out := filepath.Join(dir, name)
+	cmd := exec.Command("go", "build", "-o", out, "./servers/"+name)
+	cmd.Dir = moduleDir()
+	if name == "wsd" { // built by its own module, as users build it
+		cmd = exec.Command("go", "build", "-o", out, "./cmd/wsd")
+		cmd.Dir = filepath.Dir(moduleDir())
+	}
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building %s: %v\n%s", name, err, b)
+	}
+	return out, nil
+}
+
+// moduleDir finds the bench module: the working directory or a parent.
+func moduleDir() string {
+	dir, _ := os.Getwd()
+	for d := dir; d != "/"; d = filepath.Dir(d) {
+		if b, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil && strings.Contains(string(b), "module github.com/wsdproject/wsd/bench") {
+			return d
+		}
+		if _, err := os.Stat(filepath.Join(d, "bench", "go.mod")); err == nil {
+			return filepath.Join(d, "bench")
+		}
+	}
+	return dir
+}
+
+func summary(r Run) string {
+	status := "ok"
+	if !r.OK {
+		status = "FAILED: " + r.Err
+	}
+	return fmt.Sprintf("%-8s %-9s n=%-5d size=%-4d round=%d  cpu/op=%.2fus rate=%.0f/s p99=%.0fus rss/conn=%.0fB  %s",
+		r.Server, r.Scenario, r.Conns, r.Size, r.Round, r.CPUPerOpUs, r.RatePerS, r.P99us, r.RSSPerConn, status)
+}

@@ -1,0 +1,220 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// server is a server process under test.
+type server struct {
+	name  string
+	cmd   *exec.Cmd
+	addr  string
+	debug string
+	heap  func() int64 // Go heap in use, or -1
+	out   bytes.Buffer
+}
+
+// serverSpec says how to start one server.
+type serverSpec struct {
+	name string
+	// args returns the command line for mode ("echo" or "broadcast"),
+	// listening on addr, with its heap readable through debugAddr.
+	args func(bin, mode, addr, debugAddr string) []string
+	path func(mode string) string // WebSocket path
+	heap func(debugAddr string) int64
+}
+
+var specs = map[string]serverSpec{
+	"wsd": {
+		name: "wsd",
+		args: func(bin, mode, addr, debug string) []string {
+			m := "echo"
+			if mode == "broadcast" {
+				m = "chat"
+			}
+			return []string{bin, "-mode", m, "-addr", addr, "-admin-addr", debug, "-pprof", "-ping-interval", "0", "-idle-timeout", "0", "-log-level", "warn"}
+		},
+		path: func(string) string { return "/ws" },
+		heap: func(debug string) int64 { return promHeap("http://" + debug + "/metrics") },
+	},
+}
+
+func init() {
+	for _, name := range []string{"gorilla", "gobwas", "gws", "nbio"} {
+		specs[name] = serverSpec{
+			name: name,
+			args: func(bin, mode, addr, debug string) []string {
+				return []string{bin, "-mode", mode, "-addr", addr, "-debug-addr", debug}
+			},
+			path: func(string) string { return "/ws" },
+			heap: func(debug string) int64 { return jsonHeap("http://" + debug + "/debug/vars") },
+		}
+	}
+}
+
+// startServer runs spec's binary pinned to cpu ("" for no pinning) and
+// waits until it accepts connections.
+func startServer(spec serverSpec, bin, mode, cpu string) (*server, error) {
+	addr, debug := freeAddr(), freeAddr()
+	args := spec.args(bin, mode, addr, debug)
+	if cpu != "" {
+		args = append([]string{"taskset", "-c", cpu}, args...)
+	}
+	s := &server{name: spec.name, addr: addr, debug: debug}
+	s.cmd = exec.Command(args[0], args[1:]...)
+	s.cmd.Stdout, s.cmd.Stderr = &s.out, &s.out
+	if err := s.cmd.Start(); err != nil {
+		return nil, err
+	}
+	s.heap = func() int64 { return spec.heap(debug) }
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			// Wait for the debug listener too.
+			for time.Now().Before(deadline) && s.heap() < 0 {
+				time.Sleep(20 * time.Millisecond)
+			}
+			return s, nil
+		}
+		if time.Now().After(deadline) {
+			s.stop()
+			return nil, fmt.Errorf("%s did not start: %v\n%s", spec.name, err, s.out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (s *server) stop() {
+	if s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// pid is the server's own process (taskset execs it, keeping the pid).
+func (s *server) pid() int { return s.cmd.Process.Pid }
+
+// cpuSeconds returns the user+system CPU time the server has used.
+func (s *server) cpuSeconds() float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.pid()))
+	if err != nil {
+		return 0
+	}
+	// Fields after the ")" that ends the command name; utime and stime are
+	// fields 14 and 15 of the whole line.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // USER_HZ is 100 on Linux
+}
+
+// rss returns the server's resident set size in bytes.
+func (s *server) rss() int64 { return statusField(s.pid(), "VmRSS:") }
+
+func statusField(pid int, field string) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func httpGet(url string) ([]byte, error) {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(resp.Body)
+}
+
+// promHeap reads go_memstats_heap_alloc_bytes from a Prometheus endpoint.
+func promHeap(url string) int64 {
+	b, err := httpGet(url)
+	if err != nil {
+		return -1
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_memstats_heap_alloc_bytes "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return int64(f)
+		}
+	}
+	return -1
+}
+
+// jsonHeap reads "heap_alloc" from the peers' debug endpoint.
+func jsonHeap(url string) int64 {
+	b, err := httpGet(url)
+	if err != nil {
+		return -1
+	}
+	i := bytes.Index(b, []byte(`"heap_alloc":`))
+	if i < 0 {
+		return -1
+	}
+	rest := bytes.TrimLeft(b[i+len(`"heap_alloc":`):], " ")
+	end := bytes.IndexAny(rest, ",}")
+	if end < 0 {
+		return -1
+	}
+	n, _ := strconv.ParseInt(string(bytes.TrimSpace(rest[:end])), 10, 64)
+	return n
+}
+
+// profile fetches a CPU profile of d from a wsd server into path, in the
+// background; wait for it with the returned function.
+func (s *server) profile(d time.Duration, path string) func() {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c := http.Client{Timeout: d + 10*time.Second}
+		resp, err := c.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", s.debug, int(d.Seconds())))
+		if err != nil {
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		_ = os.WriteFile(path, b, 0o644)
+	}()
+	return func() { <-done }
+}

@@ -1,0 +1,171 @@
+package loadgen
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Conn is one client connection: a non-blocking socket and the state of the
+// frame it is reading. Only its poller's goroutine touches it after Add.
+type Conn struct {
+	fd  int
+	in  []byte // bytes of an incomplete frame carried to the next read
+	out []byte // bytes the socket did not take yet
+
+	// the message being read
+	msgLen  int      // payload bytes so far
+	msgHead [16]byte // its first 16 bytes
+	inMsg   bool
+	msgOp   byte
+
+	// scenario state
+	SentAt  int64  // when the outstanding echo was sent (ns)
+	LastSeq uint64 // last broadcast sequence number seen
+	Got     uint64 // messages received
+	Closed  bool   // the server closed the connection or sent a close frame
+}
+
+// Dial connects from source address src (an IPv4 address such as
+// "127.0.0.2", port chosen by the kernel) to dst ("127.0.0.1:8080"), sends
+// the upgrade request for path and reads the 101 answer, all blocking with
+// timeout; then the socket is switched to non-blocking. Bytes the server
+// sent after its answer are kept as the start of the first frame.
+func Dial(src, dst, path string, timeout time.Duration) (*Conn, error) {
+	ap, err := netip.ParseAddrPort(dst)
+	if err != nil {
+		return nil, err
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socket: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			unix.Close(fd)
+		}
+	}()
+	if src != "" {
+		sa, err := netip.ParseAddr(src)
+		if err != nil {
+			return nil, err
+		}
+		_ = unix.SetsockoptInt(fd, unix.SOL_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+		if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: sa.As4()}); err != nil {
+			return nil, fmt.Errorf("bind %s: %w", src, err)
+		}
+	}
+	tv := unix.NsecToTimeval(timeout.Nanoseconds())
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}); err != nil {
+		return nil, fmt.Errorf("connect %s: %w", dst, err)
+	}
+	var key [16]byte
+	_, _ = rand.Read(key[:])
+	req := "GET " + path + " HTTP/1.1\r\nHost: " + dst + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: " + base64.StdEncoding.EncodeToString(key[:]) + "\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	if err := writeAll(fd, []byte(req)); err != nil {
+		return nil, fmt.Errorf("write upgrade: %w", err)
+	}
+	buf := make([]byte, 0, 512)
+	var tmp [512]byte
+	for {
+		n, err := unix.Read(fd, tmp[:])
+		if err != nil {
+			return nil, fmt.Errorf("read upgrade answer: %w", err)
+		}
+		if n == 0 {
+			return nil, errors.New("server closed during the upgrade")
+		}
+		buf = append(buf, tmp[:n]...)
+		if i := bytes.Index(buf, []byte("\r\n\r\n")); i >= 0 {
+			if !bytes.HasPrefix(buf, []byte("HTTP/1.1 101")) {
+				line, _, _ := bytes.Cut(buf, []byte("\r\n"))
+				return nil, fmt.Errorf("upgrade refused: %s", line)
+			}
+			c := &Conn{fd: fd}
+			if rest := buf[i+4:]; len(rest) > 0 {
+				c.in = append([]byte(nil), rest...)
+			}
+			if err := unix.SetNonblock(fd, true); err != nil {
+				return nil, err
+			}
+			ok = true
+			return c, nil
+		}
+		if len(buf) > 8192 {
+			return nil, errors.New("upgrade answer too long")
+		}
+	}
+}
+
+func writeAll(fd int, b []byte) error {
+	for len(b) > 0 {
+		n, err := unix.Write(fd, b)
+		if err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// Close closes the socket.
+func (c *Conn) Close() { _ = unix.Close(c.fd) }
+
+// Send writes b, keeping what the socket does not take for the poller to
+// flush. Poller goroutine only (or before Add).
+func (c *Conn) Send(p *Poller, b []byte) {
+	if len(c.out) > 0 {
+		c.out = append(c.out, b...)
+		return
+	}
+	n, err := unix.Write(c.fd, b)
+	if err != nil {
+		if err != unix.EAGAIN {
+			c.Closed = true
+			return
+		}
+		n = 0
+	}
+	if n < len(b) {
+		c.out = append(c.out, b[n:]...)
+		p.wantWrite(c, true)
+	}
+}
+
+// ClientFrame builds one masked client frame (RFC 6455 §5.3) with a fixed,
+// non-zero mask key, so the server does the real unmasking work while the
+// generator reuses the bytes.
+func ClientFrame(op byte, payload []byte) []byte {
+	key := [4]byte{0x37, 0xfa, 0x21, 0x3d}
+	b := []byte{0x80 | op}
+	switch n := len(payload); {
+	case n < 126:
+		b = append(b, 0x80|byte(n))
+	case n < 1<<16:
+		b = append(b, 0x80|126, byte(n>>8), byte(n))
+	default:
+		b = append(b, 0x80|127, 0, 0, 0, 0, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	b = append(b, key[:]...)
+	for i, x := range payload {
+		b = append(b, x^key[i&3])
+	}
+	return b
+}
+
+// Fd returns the socket.
+func (c *Conn) Fd() int { return c.fd }
+
+// WriteBlocking writes all of b on a socket in blocking mode.
+func (c *Conn) WriteBlocking(b []byte) error { return writeAll(c.fd, b) }

@@ -1,0 +1,258 @@
+package loadgen
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Job is what a worker process is asked to do. It arrives as one JSON line
+// on the worker's standard input.
+type Job struct {
+	Scenario        string        `json:"scenario"` // connect, idle, echo or broadcast
+	Addr            string        `json:"addr"`     // server host:port
+	Path            string        `json:"path"`
+	Conns           int           `json:"conns"`
+	Sources         []string      `json:"sources"` // source addresses, used round-robin
+	DialConcurrency int           `json:"dial_concurrency"`
+	Size            int           `json:"size"`     // echo payload bytes
+	Duration        time.Duration `json:"duration"` // echo and idle: how long; broadcast: longest wait
+	Expect          uint64        `json:"expect"`   // broadcast: messages each connection must get
+}
+
+// Result is what a worker reports at the end, as one JSON line.
+type Result struct {
+	Connected int            `json:"connected"`
+	DialErrs  int            `json:"dial_errors"`
+	FirstErr  string         `json:"first_error,omitempty"`
+	ConnectNs int64          `json:"connect_ns"` // time to open every connection
+	Messages  uint64         `json:"messages"`   // echoes or broadcast messages received
+	Lost      uint64         `json:"lost"`       // broadcast: expected but not received
+	Reordered uint64         `json:"reordered"`  // broadcast: older than one already seen
+	BadSize   uint64         `json:"bad_size"`   // echo: reply of the wrong length
+	Closed    int            `json:"closed"`     // connections the server closed
+	RunNs     int64          `json:"run_ns"`
+	Hist      map[int]uint64 `json:"hist"`
+	HistN     uint64         `json:"hist_n"`
+	HistMax   int64          `json:"hist_max_ns"`
+	HistSum   int64          `json:"hist_sum_ns"`
+}
+
+// Histogram rebuilds the latency histogram of a Result.
+func (r *Result) Histogram() *Hist {
+	h := &Hist{N: r.HistN, Max: r.HistMax, Sum: r.HistSum}
+	h.FromSparse(r.Hist)
+	return h
+}
+
+// RunWorker runs one job: it reads the Job from in, connects, writes
+// {"ready":...} to out, waits for a line "go" on in, runs the scenario, and
+// writes the Result.
+func RunWorker(in io.Reader, out io.Writer) error {
+	sc := bufio.NewScanner(in)
+	if !sc.Scan() {
+		return fmt.Errorf("no job on stdin")
+	}
+	var job Job
+	if err := json.Unmarshal(sc.Bytes(), &job); err != nil {
+		return fmt.Errorf("job: %w", err)
+	}
+	w := &worker{job: job}
+	p, err := NewPoller(w)
+	if err != nil {
+		return err
+	}
+	w.p = p
+	res := w.connect()
+	enc := json.NewEncoder(out)
+	if err := enc.Encode(map[string]any{"ready": true, "connected": res.Connected, "dial_errors": res.DialErrs, "first_error": res.FirstErr}); err != nil {
+		return err
+	}
+	if !sc.Scan() || sc.Text() != "go" {
+		return fmt.Errorf("expected go")
+	}
+	w.run(&res)
+	return enc.Encode(res)
+}
+
+type worker struct {
+	job      Job
+	p        *Poller
+	frame    []byte // echo: the prebuilt client frame
+	running  bool
+	hist     Hist
+	res      *Result
+	complete int // broadcast: connections that got every message
+}
+
+// connect opens job.Conns connections with DialConcurrency dialers.
+func (w *worker) connect() Result {
+	var (
+		res   Result
+		mu    sync.Mutex
+		next  atomic.Int64
+		wg    sync.WaitGroup
+		conns = make([]*Conn, w.job.Conns)
+	)
+	start := time.Now()
+	for range max(1, w.job.DialConcurrency) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= w.job.Conns {
+					return
+				}
+				src := ""
+				if len(w.job.Sources) > 0 {
+					src = w.job.Sources[i%len(w.job.Sources)]
+				}
+				c, err := Dial(src, w.job.Addr, w.job.Path, 10*time.Second)
+				mu.Lock()
+				if err != nil {
+					res.DialErrs++
+					if res.FirstErr == "" {
+						res.FirstErr = err.Error()
+					}
+				} else {
+					conns[i] = c
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	res.ConnectNs = time.Since(start).Nanoseconds()
+	for _, c := range conns {
+		if c != nil {
+			if err := w.p.Add(c); err == nil {
+				res.Connected++
+			}
+		}
+	}
+	return res
+}
+
+func (w *worker) run(res *Result) {
+	w.res = res
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	start := time.Now()
+	switch w.job.Scenario {
+	case "echo":
+		w.frame = ClientFrame(0x2, make([]byte, w.job.Size))
+		w.running = true
+		w.p.Each(func(c *Conn) {
+			c.SentAt = Now()
+			c.Send(w.p, w.frame)
+		})
+	case "broadcast":
+		// Bytes that arrived with the handshake answers are parsed first.
+		w.p.Each(func(c *Conn) {
+			if len(c.in) > 0 {
+				rest := w.p.parse(c, c.in)
+				c.in = append(c.in[:0], rest...)
+			}
+		})
+	}
+	deadline := start.Add(w.job.Duration)
+	go func() {
+		defer close(done)
+		w.p.Run(stop, func() {
+			now := time.Now()
+			if w.job.Scenario == "echo" && now.After(deadline) {
+				w.running = false
+			}
+			if w.job.Scenario == "broadcast" && w.allReceived() {
+				close(stop)
+				stop = nil
+			}
+		})
+	}()
+	switch w.job.Scenario {
+	case "broadcast":
+		select {
+		case <-done:
+		case <-time.After(w.job.Duration):
+			close(stop)
+			<-done
+		}
+	default:
+		time.Sleep(w.job.Duration)
+		time.Sleep(500 * time.Millisecond) // let the last echoes return
+		close(stop)
+		<-done
+	}
+	res.RunNs = time.Since(start).Nanoseconds()
+	count := func(c *Conn) {
+		if c.Closed {
+			res.Closed++
+		}
+		if w.job.Scenario == "broadcast" && c.LastSeq < w.job.Expect {
+			res.Lost += w.job.Expect - c.LastSeq
+		}
+	}
+	w.p.Each(func(c *Conn) { count(c); c.Close() })
+	for _, c := range w.p.dead {
+		count(c)
+	}
+	res.Hist, res.HistN, res.HistMax, res.HistSum = w.hist.Sparse(), w.hist.N, w.hist.Max, w.hist.Sum
+}
+
+// allReceived reports whether every open connection got every broadcast.
+func (w *worker) allReceived() bool {
+	return w.complete+len(w.p.dead) >= w.res.Connected
+}
+
+// OnMessage implements Handler.
+func (w *worker) OnMessage(p *Poller, c *Conn, op byte, length int, head []byte) {
+	now := Now()
+	switch w.job.Scenario {
+	case "echo":
+		w.res.Messages++
+		if length != w.job.Size {
+			w.res.BadSize++
+		}
+		w.hist.Record(time.Duration(now - c.SentAt))
+		if w.running {
+			c.SentAt = now
+			c.Send(p, w.frame)
+		}
+	case "broadcast":
+		if len(head) < 16 {
+			return
+		}
+		seq, ts := binary.BigEndian.Uint64(head), int64(binary.BigEndian.Uint64(head[8:]))
+		w.res.Messages++
+		switch {
+		case seq == c.LastSeq+1:
+			c.LastSeq = seq
+		case seq <= c.LastSeq:
+			w.res.Reordered++
+		default: // a gap: the messages between were lost
+			w.res.Lost += seq - c.LastSeq - 1
+			c.LastSeq = seq
+		}
+		if c.LastSeq == w.job.Expect {
+			w.complete++
+		}
+		w.hist.Record(time.Duration(now - ts))
+	}
+}
+
+// BroadcastPayload writes a broadcast message: sequence number, send time
+// (ns), then padding to size bytes (at least 16).
+func BroadcastPayload(dst []byte, seq uint64, size int) []byte {
+	dst = binary.BigEndian.AppendUint64(dst[:0], seq)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(Now()))
+	for len(dst) < size {
+		dst = append(dst, 'x')
+	}
+	return dst
+}
