@@ -52,7 +52,7 @@ func run(args []string) error {
 		clientCPU = fs.String("client-cpu", "1", "CPU list the load generators are pinned to; empty: no pinning")
 		echoFor   = fs.Duration("echo-duration", 5*time.Second, "echo phase length")
 		idleFor   = fs.Duration("idle-settle", 3*time.Second, "idle: time between the last connection and the memory reading")
-		bRate     = fs.Float64("broadcast-rate", 50000, "broadcast: delivered frames per second aimed at (publish rate = this / connections)")
+		bRates    = fs.String("broadcast-rates", "20000,200000", "broadcast: delivered frames per second aimed at, one run each (publish rate = this / connections): one that every server sustains, one that saturates a core")
 		bFor      = fs.Duration("broadcast-duration", 5*time.Second, "broadcast: publishing time")
 		profile   = fs.String("profile", "", "save CPU profiles of wsd's echo and broadcast phases in this directory")
 	)
@@ -61,12 +61,12 @@ func run(args []string) error {
 	}
 	p := &plan{
 		scenarios: strings.Split(*scenarios, ","), conns: splitInts(*conns), sizes: splitInts(*sizes), rounds: *rounds,
-		echoFor: *echoFor, idleFor: *idleFor, bcastRate: *bRate, bcastFor: *bFor,
+		echoFor: *echoFor, idleFor: *idleFor, bcastRates: splitInts(*bRates), bcastFor: *bFor,
 		serverCPU: *serverCPU, clientCPU: *clientCPU, perWorker: 7500, sourceBase: 2, dialParallel: 32, profileDir: *profile,
 	}
 	if *quick {
 		p.conns, p.sizes, p.rounds = []int{200}, []int{32}, 1
-		p.echoFor, p.idleFor, p.bcastFor, p.bcastRate = time.Second, 500*time.Millisecond, time.Second, 20000
+		p.echoFor, p.idleFor, p.bcastFor, p.bcastRates = time.Second, 500*time.Millisecond, time.Second, []int{20000}
 	}
 	if runtime.NumCPU() < 2 {
 		p.serverCPU, p.clientCPU = "", ""
@@ -95,10 +95,12 @@ func run(args []string) error {
 		for _, scenario := range p.scenarios {
 			for _, n := range p.conns {
 				for _, size := range sizesFor(scenario, p.sizes) {
-					for _, name := range names { // interleaved: A B C ... per case
-						r := runOne(p, specs[name], bins[name], scenario, n, size, round)
-						fmt.Fprintln(os.Stderr, summary(r))
-						runs = append(runs, r)
+					for _, target := range targetsFor(scenario, p.bcastRates) {
+						for _, name := range names { // interleaved: A B C ... per case
+							r := runOne(p, specs[name], bins[name], scenario, n, size, target, round)
+							fmt.Fprintln(os.Stderr, summary(r))
+							runs = append(runs, r)
+						}
 					}
 				}
 			}
@@ -129,6 +131,14 @@ func run(args []string) error {
 func sizesFor(scenario string, sizes []int) []int {
 	if scenario == "echo" || scenario == "broadcast" {
 		return sizes
+	}
+	return []int{0}
+}
+
+// targetsFor: the broadcast rates matter only for broadcast.
+func targetsFor(scenario string, rates []int) []int {
+	if scenario == "broadcast" {
+		return rates
 	}
 	return []int{0}
 }
@@ -167,6 +177,6 @@ func summary(r Run) string {
 	if !r.OK {
 		status = "FAILED: " + r.Err
 	}
-	return fmt.Sprintf("%-8s %-9s n=%-5d size=%-4d round=%d  cpu/op=%.2fus rate=%.0f/s p99=%.0fus rss/conn=%.0fB  %s",
-		r.Server, r.Scenario, r.Conns, r.Size, r.Round, r.CPUPerOpUs, r.RatePerS, r.P99us, r.RSSPerConn, status)
+	return fmt.Sprintf("%-8s %-9s n=%-5d size=%-4d target=%-6d round=%d  cpu/op=%.2fus rate=%.0f/s p99=%.0fus rss/conn=%.0fB heap/conn=%.0fB  %s",
+		r.Server, r.Scenario, r.Conns, r.Size, r.Target, r.Round, r.CPUPerOpUs, r.RatePerS, r.P99us, r.RSSPerConn, r.HeapPerConn, status)
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -46,7 +45,7 @@ var specs = map[string]serverSpec{
 			return []string{bin, "-mode", m, "-addr", addr, "-admin-addr", debug, "-pprof", "-ping-interval", "0", "-idle-timeout", "0", "-log-level", "warn"}
 		},
 		path: func(string) string { return "/ws" },
-		heap: func(debug string) int64 { return promHeap("http://" + debug + "/metrics") },
+		heap: func(debug string) int64 { return pprofHeap("http://" + debug + "/debug/pprof/heap?gc=1&debug=1") },
 	},
 }
 
@@ -58,7 +57,7 @@ func init() {
 				return []string{bin, "-mode", mode, "-addr", addr, "-debug-addr", debug}
 			},
 			path: func(string) string { return "/ws" },
-			heap: func(debug string) int64 { return jsonHeap("http://" + debug + "/debug/vars") },
+			heap: func(debug string) int64 { return jsonHeap("http://" + debug + "/debug/vars?gc=1") },
 		}
 	}
 }
@@ -165,24 +164,30 @@ func httpGet(url string) ([]byte, error) {
 	return io.ReadAll(resp.Body)
 }
 
-// promHeap reads go_memstats_heap_alloc_bytes from a Prometheus endpoint.
-func promHeap(url string) int64 {
+// pprofHeap reads "# HeapAlloc = N" from a pprof heap profile in debug=1
+// form; with gc=1 the server collects garbage first.
+func pprofHeap(url string) int64 {
 	b, err := httpGet(url)
 	if err != nil {
 		return -1
 	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "go_memstats_heap_alloc_bytes "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return int64(f)
-		}
+	i := bytes.Index(b, []byte("# HeapAlloc = "))
+	if i < 0 {
+		return -1
 	}
-	return -1
+	rest := b[i+len("# HeapAlloc = "):]
+	if end := bytes.IndexByte(rest, '\n'); end >= 0 {
+		rest = rest[:end]
+	}
+	n, err := strconv.ParseInt(string(bytes.TrimSpace(rest)), 10, 64)
+	if err != nil {
+		return -1
+	}
+	return n
 }
 
-// jsonHeap reads "heap_alloc" from the peers' debug endpoint.
+// jsonHeap reads "heap_alloc" from the peers' debug endpoint (with gc=1
+// they collect garbage first).
 func jsonHeap(url string) int64 {
 	b, err := httpGet(url)
 	if err != nil {

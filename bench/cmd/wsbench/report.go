@@ -78,17 +78,21 @@ func report(meta map[string]any, runs []Run, servers []string) string {
 		}
 		for _, m := range tables[scenario] {
 			fmt.Fprintf(&b, "### %s: %s (%s, %s is better)\n\n", scenario, m.title, m.unit, m.better)
-			b.WriteString("| connections | size |")
+			b.WriteString("| connections | size | aimed at |")
 			for _, s := range servers {
 				fmt.Fprintf(&b, " %s |", s)
 			}
-			b.WriteString("\n|---|---|")
+			b.WriteString("\n|---|---|---|")
 			for range servers {
 				b.WriteString("---|")
 			}
 			b.WriteString("\n")
 			for _, c := range cases {
-				fmt.Fprintf(&b, "| %d | %s |", c.conns, sizeLabel(c.size))
+				aim := "-"
+				if c.target > 0 {
+					aim = num(float64(c.target)) + " frames/s"
+				}
+				fmt.Fprintf(&b, "| %d | %s | %s |", c.conns, sizeLabel(c.size), aim)
 				for _, s := range servers {
 					b.WriteString(" " + cell(runsOf(runs, s, scenario, c), m) + " |")
 				}
@@ -109,23 +113,27 @@ func report(meta map[string]any, runs []Run, servers []string) string {
 	return b.String()
 }
 
-type caseKey struct{ conns, size int }
+type caseKey struct{ conns, size, target int }
 
 func casesOf(runs []Run, scenario string) []caseKey {
 	seen := map[caseKey]bool{}
 	var out []caseKey
 	for _, r := range runs {
-		k := caseKey{r.Conns, r.Size}
+		k := caseKey{r.Conns, r.Size, r.Target}
 		if r.Scenario == scenario && !seen[k] {
 			seen[k] = true
 			out = append(out, k)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
-		if out[i].conns != out[j].conns {
-			return out[i].conns < out[j].conns
+		a, b := out[i], out[j]
+		if a.target != b.target {
+			return a.target < b.target
 		}
-		return out[i].size < out[j].size
+		if a.conns != b.conns {
+			return a.conns < b.conns
+		}
+		return a.size < b.size
 	})
 	return out
 }
@@ -133,7 +141,7 @@ func casesOf(runs []Run, scenario string) []caseKey {
 func runsOf(runs []Run, server, scenario string, c caseKey) []Run {
 	var out []Run
 	for _, r := range runs {
-		if r.Server == server && r.Scenario == scenario && r.Conns == c.conns && r.Size == c.size {
+		if r.Server == server && r.Scenario == scenario && r.Conns == c.conns && r.Size == c.size && r.Target == c.target {
 			out = append(out, r)
 		}
 	}
