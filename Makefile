@@ -1,13 +1,15 @@
 # make test runs everything CI runs: formatting, vet, staticcheck, the whole
 # test suite under the race detector, then the allocation and memory guards
-# (which the race detector would distort) without it.
+# (which the race detector would distort) without it, then the benchmark
+# module's tests and its quick run (every server completes every scenario
+# without loss).
 
 GO ?= go
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: test fmt vet lint race guards bench fuzz run
+.PHONY: test fmt vet lint race guards bench-smoke bench fuzz run
 
-test: fmt vet lint race guards
+test: fmt vet lint race guards bench-smoke
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -24,6 +26,12 @@ race:
 
 guards:
 	$(GO) test -count=1 -run 'ZeroAllocs|IdleMemory' ./...
+
+BENCH_OUT ?= $(or $(WSD_ARTIFACTS),/tmp)/bench-quick
+
+bench-smoke:
+	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./...
+	cd bench && $(GO) run ./cmd/wsbench run -quick -out $(BENCH_OUT)
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./codec/ ./engine/

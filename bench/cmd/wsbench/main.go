@@ -28,8 +28,15 @@ func main() {
 		}
 		return
 	}
+	if len(os.Args) > 1 && os.Args[1] == "report" {
+		if err := rereport(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "wsbench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) < 2 || os.Args[1] != "run" {
-		fmt.Fprintln(os.Stderr, "usage: wsbench run [flags]   (wsbench run -h for the flags)")
+		fmt.Fprintln(os.Stderr, "usage: wsbench run [flags] | wsbench report [-dir results]")
 		os.Exit(2)
 	}
 	if err := run(os.Args[2:]); err != nil {
@@ -114,8 +121,8 @@ func run(args []string) error {
 	if err := os.WriteFile(filepath.Join(*out, "results.json"), b, 0o644); err != nil {
 		return err
 	}
-	md := report(meta, runs, names)
-	if err := os.WriteFile(filepath.Join(*out, "results.md"), []byte(md), 0o644); err != nil {
+	md, err := writeReport(*out, meta, runs, names)
+	if err != nil {
 		return err
 	}
 	fmt.Print(md)
@@ -179,4 +186,50 @@ func summary(r Run) string {
 	}
 	return fmt.Sprintf("%-8s %-9s n=%-5d size=%-4d target=%-6d round=%d  cpu/op=%.2fus rate=%.0f/s p99=%.0fus rss/conn=%.0fB heap/conn=%.0fB  %s",
 		r.Server, r.Scenario, r.Conns, r.Size, r.Target, r.Round, r.CPUPerOpUs, r.RatePerS, r.P99us, r.RSSPerConn, r.HeapPerConn, status)
+}
+
+// writeReport writes results.md and the charts into dir.
+func writeReport(dir string, meta map[string]any, runs []Run, servers []string) (string, error) {
+	files, err := charts(runs, servers, dir)
+	if err != nil {
+		return "", fmt.Errorf("charts: %w", err)
+	}
+	md := report(meta, runs, servers)
+	for _, f := range files {
+		md += fmt.Sprintf("![%s](%s)\n\n", strings.TrimSuffix(f, ".png"), f)
+	}
+	return md, os.WriteFile(filepath.Join(dir, "results.md"), []byte(md), 0o644)
+}
+
+// rereport rebuilds results.md and the charts from results.json.
+func rereport(args []string) error {
+	fs := flag.NewFlagSet("wsbench report", flag.ContinueOnError)
+	dir := fs.String("dir", "results", "directory holding results.json")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	b, err := os.ReadFile(filepath.Join(*dir, "results.json"))
+	if err != nil {
+		return err
+	}
+	var data struct {
+		Machine map[string]any `json:"machine"`
+		Runs    []Run          `json:"runs"`
+	}
+	if err := json.Unmarshal(b, &data); err != nil {
+		return err
+	}
+	var servers []string
+	seen := map[string]bool{}
+	for _, r := range data.Runs {
+		if !seen[r.Server] {
+			seen[r.Server] = true
+			servers = append(servers, r.Server)
+		}
+	}
+	md, err := writeReport(*dir, data.Machine, data.Runs, servers)
+	if err == nil {
+		fmt.Print(md)
+	}
+	return err
 }

@@ -51,6 +51,7 @@ var tables = map[string][]metric{
 	"idle": {
 		{"server RSS per idle connection", "B", func(r Run) float64 { return r.RSSPerConn }, "lower"},
 		{"server Go heap per idle connection", "B", func(r Run) float64 { return r.HeapPerConn }, "lower"},
+		{"kernel memory per server socket (estimate)", "B", func(r Run) float64 { return r.KernelPerConn }, "lower"},
 	},
 	"echo": {
 		{"echoes per second", "/s", func(r Run) float64 { return r.RatePerS }, "higher"},
@@ -77,6 +78,9 @@ func report(meta map[string]any, runs []Run, servers []string) string {
 			continue
 		}
 		for _, m := range tables[scenario] {
+			if !measured(runs, scenario, m) {
+				continue // e.g. kernel memory, read only by newer runs
+			}
 			fmt.Fprintf(&b, "### %s: %s (%s, %s is better)\n\n", scenario, m.title, m.unit, m.better)
 			b.WriteString("| connections | size | aimed at |")
 			for _, s := range servers {
@@ -209,4 +213,14 @@ func num(f float64) string {
 		return fmt.Sprintf("%.1f", f)
 	}
 	return fmt.Sprintf("%.2f", f)
+}
+
+// measured reports whether any successful run of scenario has a value for m.
+func measured(runs []Run, scenario string, m metric) bool {
+	for _, r := range runs {
+		if r.Scenario == scenario && r.OK && m.get(r) != 0 {
+			return true
+		}
+	}
+	return false
 }

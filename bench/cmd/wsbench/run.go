@@ -52,7 +52,11 @@ type Run struct {
 	CPUPerOpUs     float64 `json:"cpu_per_op_us,omitempty"` // per handshake, echo or delivered frame
 	RatePerS       float64 `json:"rate_per_s,omitempty"`    // echoes or delivered frames per second
 	RSSPerConn     float64 `json:"rss_per_conn,omitempty"`
-	HeapPerConn    float64 `json:"heap_per_conn,omitempty"`
+	// KernelPerConn estimates the kernel memory of one server-side socket:
+	// the growth of slab and TCP buffer memory over the idle phase, halved
+	// because on loopback the client's sockets live in the same kernel.
+	KernelPerConn float64 `json:"kernel_per_conn,omitempty"`
+	HeapPerConn   float64 `json:"heap_per_conn,omitempty"`
 }
 
 // plan is what to run against every server.
@@ -202,6 +206,7 @@ func runOne(p *plan, spec serverSpec, bin, scenario string, conns, size, target,
 	defer srv.stop()
 	time.Sleep(200 * time.Millisecond)
 	r.RSSBase, r.HeapBase = srv.rss(), srv.heap()
+	kernelBase := kernelMemory()
 
 	job := loadgen.Job{Scenario: scenario, Addr: srv.addr, Path: spec.path(mode), DialConcurrency: p.dialParallel, Size: size}
 	var (
@@ -245,6 +250,7 @@ func runOne(p *plan, spec serverSpec, bin, scenario string, conns, size, target,
 		time.Sleep(p.idleFor)
 		r.RSS, r.Heap = srv.rss(), srv.heap()
 		r.RSSPerConn = float64(r.RSS-r.RSSBase) / float64(conns)
+		r.KernelPerConn = float64(kernelMemory()-kernelBase) / float64(2*conns)
 		if r.Heap >= 0 && r.HeapBase >= 0 {
 			r.HeapPerConn = float64(r.Heap-r.HeapBase) / float64(conns)
 		}
