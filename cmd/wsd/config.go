@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -48,7 +49,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8080", "listen addresses, comma-separated: host:port, tcp://host:port or unix:///path.sock")
 	fs.StringVar(&c.Mode, "mode", "chat", "what to serve: chat (rooms by URL path, demo page at /), push (topics and a publish API) or echo")
 	fs.IntVar(&c.EventLoops, "event-loops", 0, "event loops (0: one per CPU)")
-	fs.BoolVar(&c.ReusePort, "reuse-port", false, "one SO_REUSEPORT listener per event loop (Linux)")
+	fs.BoolVar(&c.ReusePort, "reuse-port", runtime.GOOS == "linux", "one SO_REUSEPORT listener per event loop: the kernel spreads accepts, no acceptor hands connections over (Linux; note a second wsd on the same port then starts and shares it)")
 	c.MaxMessageSize = 16 << 20
 	fs.Var(&c.MaxMessageSize, "max-message-size", "largest message accepted, e.g. 16MiB, 65536 (larger: close 1009)")
 	c.MaxHeaderBytes = 8 << 10

@@ -42,7 +42,11 @@ var specs = map[string]serverSpec{
 			if mode == "broadcast" {
 				m = "chat"
 			}
-			return []string{bin, "-mode", m, "-addr", addr, "-admin-addr", debug, "-pprof", "-ping-interval", "0", "-idle-timeout", "0", "-log-level", "warn"}
+			args := []string{bin, "-mode", m, "-addr", addr, "-admin-addr", debug, "-pprof", "-ping-interval", "0", "-idle-timeout", "0", "-log-level", "warn"}
+			if os.Getenv("WSBENCH_WSD_ARGS") != "" {
+				args = append(args, strings.Fields(os.Getenv("WSBENCH_WSD_ARGS"))...)
+			}
+			return args
 		},
 		path: func(string) string { return "/ws" },
 		heap: func(debug string) int64 { return pprofHeap("http://" + debug + "/debug/pprof/heap?gc=1&debug=1") },

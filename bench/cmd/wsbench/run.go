@@ -224,9 +224,16 @@ func runOne(p *plan, spec serverSpec, bin, scenario string, conns, size, target,
 		job.Expect = count
 		job.Duration = 10*p.bcastFor + 20*time.Second // the longest a worker waits: a saturated server lags behind
 	}
+	var waitProfile func()
+	if scenario == "connect" {
+		waitProfile = p.maybeProfile(srv, r, 2*time.Second)
+	}
 	cpu0 := srv.cpuSeconds()
 	t0 := time.Now()
 	ws, ready, err := startWorkers(p, job, conns)
+	if waitProfile != nil {
+		waitProfile()
+	}
 	r.ConnectS = time.Since(t0).Seconds()
 	r.Connected = ready.Connected
 	cpuConnect := srv.cpuSeconds() - cpu0
