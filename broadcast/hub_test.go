@@ -165,17 +165,8 @@ func nextOpened(t testing.TB, h *subscriber) *engine.Conn {
 	}
 }
 
-// waitFor polls cond every 2 ms until it holds or d passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
+// waitFor is wstest.WaitFor, named short for these tests.
+var waitFor = wstest.WaitFor
 
 // settle waits until every published message has been released by every
 // loop (delivered, dropped or skipped) and returns the hub's stats then.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -499,38 +498,7 @@ func startPushEngine(t *testing.T, hub *broadcast.Hub) (string, *openRecorder) {
 		t.Fatal(err)
 	}
 	rec := &openRecorder{Handler: md.handler, opened: make(chan *engine.Conn, 64)}
-	addr := wstest.FreeAddr(t)
-	e, err := engine.New(rec, engine.Options{
-		Addrs: []string{"tcp://" + addr}, EventLoops: 2, OnUpgrade: md.onUpgrade,
-		PingInterval: -1, IdleTimeout: -1,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runErr := make(chan error, 1)
-	go func() { runErr <- e.Run() }()
-	select {
-	case <-e.Ready():
-	case err := <-runErr:
-		t.Fatalf("engine Run: %v", err)
-	case <-time.After(adminTimeout):
-		t.Fatal("engine did not start")
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
-		defer cancel()
-		if err := e.Shutdown(ctx); err != nil {
-			t.Errorf("engine Shutdown: %v", err)
-		}
-		select {
-		case err := <-runErr:
-			if !errors.Is(err, engine.ErrEngineClosed) {
-				t.Errorf("engine Run returned %v", err)
-			}
-		case <-time.After(adminTimeout):
-			t.Error("engine Run did not return after Shutdown")
-		}
-	})
+	_, addr := wstest.StartEngine(t, rec, engine.Options{OnUpgrade: md.onUpgrade, PingInterval: -1, IdleTimeout: -1})
 	return addr, rec
 }
 
