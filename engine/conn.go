@@ -25,17 +25,16 @@ const (
 // only from Handler callbacks (or other code running on the connection's
 // event loop); the others are safe from any goroutine.
 //
-// A Conn costs about 300 bytes of Go heap while idle, on top of gnet's
-// ~400 bytes per socket; a message that arrives in pieces borrows a pooled
+// A Conn is one 256-byte allocation while idle, on top of gnet's ~400
+// bytes per socket; a message that arrives in pieces borrows a pooled
 // assembly buffer until it is delivered.
 type Conn struct {
 	gc     gnet.Conn
 	loop   *Loop
 	id     uint64
 	remote net.Addr
-	proto  string // selected subprotocol
-	path   string // request URI, with Options.KeepPath
-	header []byte // request header lines, with Options.KeepHeaders
+	proto  string     // selected subprotocol
+	extra  *connExtra // what only some connections need; nil for most
 	ctx    any
 
 	dec codec.Decoder
@@ -47,7 +46,6 @@ type Conn struct {
 	gone    atomic.Bool
 
 	closeCode   codec.StatusCode
-	closeReason string
 	closeRemote bool
 
 	lastRead int64 // engine clock, ns
@@ -57,6 +55,23 @@ type Conn struct {
 	next, prev   *Conn // the loop's list of connections
 	tnext, tprev *Conn // timer wheel slot list
 	tdue         int64 // wheel tick the connection is due at; 0 when not scheduled
+}
+
+// connExtra holds what most connections never need, to keep Conn in a
+// 256-byte allocation: the request URI and headers (with Options.KeepPath
+// and KeepHeaders) and the close reason.
+type connExtra struct {
+	path        string
+	header      []byte
+	closeReason string
+}
+
+// more returns c's connExtra, allocating it on first use. Loop only.
+func (c *Conn) more() *connExtra {
+	if c.extra == nil {
+		c.extra = new(connExtra)
+	}
+	return c.extra
 }
 
 // ID returns the connection's id, unique within its Engine. Any goroutine.
@@ -70,12 +85,20 @@ func (c *Conn) Subprotocol() string { return c.proto }
 
 // Path returns the request URI (path and query) of the upgrade request when
 // Options.KeepPath is set, and "" otherwise. Any goroutine.
-func (c *Conn) Path() string { return c.path }
+func (c *Conn) Path() string {
+	if c.extra == nil {
+		return ""
+	}
+	return c.extra.path
+}
 
 // Header returns the first value of request header name (case-insensitive)
 // when Options.KeepHeaders is set, and "" otherwise. Any goroutine.
 func (c *Conn) Header(name string) string {
-	v, _ := headerValue(c.header, name)
+	if c.extra == nil {
+		return ""
+	}
+	v, _ := headerValue(c.extra.header, name)
 	return v
 }
 
@@ -264,7 +287,10 @@ func (c *Conn) startClose(code codec.StatusCode, reason string, discard bool) {
 	if c.state != stateOpen {
 		return
 	}
-	c.closeCode, c.closeReason = code, reason
+	c.closeCode = code
+	if reason != "" {
+		c.more().closeReason = reason
+	}
 	c.writeClose(code, reason)
 	c.linger(discard)
 }
@@ -308,5 +334,9 @@ func (c *Conn) closeError(err error) *CloseError {
 	if c.closeCode == 0 {
 		return &CloseError{Code: codec.StatusAbnormalClosure, Err: err}
 	}
-	return &CloseError{Code: c.closeCode, Reason: c.closeReason, Remote: c.closeRemote}
+	ce := &CloseError{Code: c.closeCode, Remote: c.closeRemote}
+	if c.extra != nil {
+		ce.Reason = c.extra.closeReason
+	}
+	return ce
 }

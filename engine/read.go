@@ -88,7 +88,7 @@ func (r *receiver) OnControl(op codec.OpCode, p []byte) error {
 		}
 		c.closeCode, c.closeRemote = code, true
 		if len(reason) > 0 {
-			c.closeReason = string(reason)
+			c.more().closeReason = string(reason)
 		}
 		reply := code
 		if code == codec.StatusNoStatusRcvd {

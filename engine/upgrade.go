@@ -196,10 +196,10 @@ func (l *Loop) handshake(c *Conn) gnet.Action {
 	}
 	c.proto = hs.Protocol
 	if u.o.KeepPath {
-		c.path = string(u.req.uri)
+		c.more().path = string(u.req.uri)
 	}
 	if u.o.KeepHeaders {
-		c.header = bytes.Clone(u.req.head)
+		c.more().header = bytes.Clone(u.req.head)
 	}
 	c.ctx = u.req.Context
 	_, _ = gc.Discard(headLen) // the request may be a pooled copy: done with it only now
