@@ -66,7 +66,7 @@ func Dial(src, dst, path string, timeout time.Duration) (*Conn, error) {
 	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
 	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}); err != nil {
+	if err := connect(fd, &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}, timeout); err != nil {
 		return nil, fmt.Errorf("connect %s: %w", dst, err)
 	}
 	var key [16]byte
@@ -80,6 +80,9 @@ func Dial(src, dst, path string, timeout time.Duration) (*Conn, error) {
 	var tmp [512]byte
 	for {
 		n, err := unix.Read(fd, tmp[:])
+		if err == unix.EINTR { // Go's preemption signal interrupts blocking syscalls
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("read upgrade answer: %w", err)
 		}
@@ -111,12 +114,47 @@ func Dial(src, dst, path string, timeout time.Duration) (*Conn, error) {
 func writeAll(fd int, b []byte) error {
 	for len(b) > 0 {
 		n, err := unix.Write(fd, b)
+		if err == unix.EINTR {
+			continue
+		}
 		if err != nil {
 			return err
 		}
 		b = b[n:]
 	}
 	return nil
+}
+
+// connect is a blocking connect(2) that survives EINTR: an interrupted
+// connect goes on in the background, so it waits for the socket to become
+// writable and reads the outcome from SO_ERROR.
+func connect(fd int, sa unix.Sockaddr, timeout time.Duration) error {
+	err := unix.Connect(fd, sa)
+	if err != unix.EINTR {
+		return err
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+		n, err := unix.Poll(pfd, int(time.Until(deadline).Milliseconds()))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return unix.ETIMEDOUT
+		}
+		soErr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+		if err != nil {
+			return err
+		}
+		if soErr != 0 {
+			return unix.Errno(soErr)
+		}
+		return nil
+	}
 }
 
 // Close closes the socket.
