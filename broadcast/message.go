@@ -16,10 +16,7 @@ type message struct {
 	refs  atomic.Int32
 }
 
-var (
-	messages = sync.Pool{New: func() any { return new(message) }}
-	encoders = sync.Pool{New: func() any { return new(codec.HeaderEncoder) }}
-)
+var messages = sync.Pool{New: func() any { return new(message) }}
 
 // newMessage encodes payload once into a pooled buffer, with one reference
 // held by the caller.
@@ -27,9 +24,7 @@ func (h *Hub) newMessage(op codec.OpCode, payload []byte) *message {
 	m := messages.Get().(*message)
 	m.hub = h
 	m.buf = bufpool.Get(codec.FrameSize(len(payload)))
-	enc := encoders.Get().(*codec.HeaderEncoder)
-	*m.buf = enc.AppendFrame(*m.buf, op, payload)
-	encoders.Put(enc)
+	*m.buf = codec.AppendFrame(*m.buf, op, payload)
 	m.frame = *m.buf
 	m.refs.Store(1)
 	h.live.Add(1)

@@ -1,6 +1,10 @@
 package codec
 
-import "github.com/gobwas/ws"
+import (
+	"sync"
+
+	"github.com/gobwas/ws"
+)
 
 // HeaderEncoder builds server frame headers (unmasked, RFC 6455 §5.2) with
 // ws.WriteHeaderBuffer, without allocating. It is not safe for concurrent
@@ -33,6 +37,19 @@ func (e *HeaderEncoder) Encode(fin bool, rsv byte, op OpCode, length int) []byte
 func (e *HeaderEncoder) AppendFrame(dst []byte, op OpCode, payload []byte) []byte {
 	dst = append(dst, e.Encode(true, 0, op, len(payload))...)
 	return append(dst, payload...)
+}
+
+var encoders = sync.Pool{New: func() any { return new(HeaderEncoder) }}
+
+// AppendFrame appends one final, unmasked frame carrying payload to dst,
+// with a pooled HeaderEncoder. Safe for concurrent use; it allocates only if
+// dst must grow. Code that owns an encoder (an event loop) should use
+// HeaderEncoder.AppendFrame.
+func AppendFrame(dst []byte, op OpCode, payload []byte) []byte {
+	e := encoders.Get().(*HeaderEncoder)
+	dst = e.AppendFrame(dst, op, payload)
+	encoders.Put(e)
+	return dst
 }
 
 // FrameSize is the size on the wire of a server frame with n payload bytes.

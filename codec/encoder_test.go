@@ -143,3 +143,20 @@ func TestHeaderEncoderZeroAllocs(t *testing.T) {
 		t.Fatalf("AppendFrame wrote %d bytes", len(dst))
 	}
 }
+
+// The pooled AppendFrame writes what an owned encoder writes, without
+// allocating once the pool is warm.
+func TestAppendFramePooled(t *testing.T) {
+	payload := bytes.Repeat([]byte{'p'}, 300)
+	want := new(HeaderEncoder).AppendFrame(nil, OpBinary, payload)
+	if got := AppendFrame(nil, OpBinary, payload); !bytes.Equal(got, want) {
+		t.Fatalf("AppendFrame = %x, want %x", got[:8], want[:8])
+	}
+	if raceEnabled {
+		return // sync.Pool drops items at random under the race detector
+	}
+	dst := make([]byte, 0, FrameSize(len(payload)))
+	if allocs := testing.AllocsPerRun(100, func() { dst = AppendFrame(dst[:0], OpText, payload) }); allocs != 0 {
+		t.Fatalf("AppendFrame: %v allocs per run, want 0", allocs)
+	}
+}

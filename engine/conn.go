@@ -2,7 +2,6 @@ package engine
 
 import (
 	"net"
-	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -219,9 +218,7 @@ func (c *Conn) Send(op codec.OpCode, p []byte) error {
 		return err
 	}
 	bp := bufpool.Get(codec.FrameSize(len(p)))
-	enc := encoders.Get().(*codec.HeaderEncoder)
-	*bp = enc.AppendFrame(*bp, op, p)
-	encoders.Put(enc)
+	*bp = codec.AppendFrame(*bp, op, p)
 	c.loop.enqueue(task{kind: taskFrame, c: c, buf: bp})
 	return nil
 }
@@ -240,8 +237,6 @@ func (c *Conn) Close(code codec.StatusCode, reason string) error {
 	c.loop.enqueue(task{kind: taskClose, c: c, code: code, reason: reason})
 	return nil
 }
-
-var encoders = sync.Pool{New: func() any { return new(codec.HeaderEncoder) }}
 
 func checkOp(op codec.OpCode, n int) error {
 	switch op {
