@@ -142,6 +142,8 @@ func (w *worker) connect() Result {
 func (w *worker) run(res *Result) {
 	w.res = res
 	stop := make(chan struct{})
+	var once sync.Once
+	halt := func() { once.Do(func() { close(stop) }) } // from the poller or from here
 	done := make(chan struct{})
 	start := time.Now()
 	switch w.job.Scenario {
@@ -170,8 +172,7 @@ func (w *worker) run(res *Result) {
 				w.running = false
 			}
 			if w.job.Scenario == "broadcast" && w.allReceived() {
-				close(stop)
-				stop = nil
+				halt()
 			}
 		})
 	}()
@@ -180,13 +181,13 @@ func (w *worker) run(res *Result) {
 		select {
 		case <-done:
 		case <-time.After(w.job.Duration):
-			close(stop)
+			halt()
 			<-done
 		}
 	default:
 		time.Sleep(w.job.Duration)
 		time.Sleep(500 * time.Millisecond) // let the last echoes return
-		close(stop)
+		halt()
 		<-done
 	}
 	res.RunNs = time.Since(start).Nanoseconds()
