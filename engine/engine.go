@@ -13,6 +13,8 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 	"go.uber.org/zap"
+
+	"github.com/wsdproject/wsd/codec"
 )
 
 // Engine is a WebSocket server running on gnet event loops. Create it with
@@ -251,8 +253,10 @@ func (ev *events) OnClose(gc gnet.Conn, err error) gnet.Action {
 	if c.opened {
 		ce := c.closeError(err)
 		e.closes.add(ce.Code)
-		if ce.Code == 1006 && err != nil {
-			e.log.Debug("connection lost", zap.Uint64("id", c.id), zap.Error(err))
+		if ce.Code == codec.StatusAbnormalClosure && err != nil {
+			if ent := e.log.Check(zap.DebugLevel, "connection lost"); ent != nil { // no fields built when debug is off
+				ent.Write(zap.Uint64("id", c.id), zap.Error(err))
+			}
 		}
 		e.h.OnClose(c, ce)
 	}

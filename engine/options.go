@@ -67,7 +67,8 @@ type Options struct {
 	IdleTimeout time.Duration
 
 	// CloseTimeout bounds the wait for the peer's close frame (or TCP close)
-	// once wsd has sent its own close frame. 0 means DefaultCloseTimeout (5 s).
+	// once wsd has sent its own close frame. 0 or negative means
+	// DefaultCloseTimeout (5 s).
 	CloseTimeout time.Duration
 
 	// AllowedOrigins lists the Origin header values accepted at upgrade
@@ -156,8 +157,7 @@ func (o Options) withDefaults() (Options, error) {
 	o.HandshakeTimeout = orDefault(o.HandshakeTimeout, DefaultHandshakeTimeout)
 	o.PingInterval = orDefault(o.PingInterval, DefaultPingInterval)
 	o.IdleTimeout = orDefault(o.IdleTimeout, DefaultIdleTimeout)
-	o.CloseTimeout = orDefault(o.CloseTimeout, DefaultCloseTimeout)
-	if o.CloseTimeout <= 0 {
+	if o.CloseTimeout <= 0 { // it cannot be turned off: closing must end
 		o.CloseTimeout = DefaultCloseTimeout
 	}
 	if o.PingInterval > 0 && o.IdleTimeout > 0 && o.IdleTimeout <= o.PingInterval {

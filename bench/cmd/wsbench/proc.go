@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -197,17 +198,13 @@ func jsonHeap(url string) int64 {
 	if err != nil {
 		return -1
 	}
-	i := bytes.Index(b, []byte(`"heap_alloc":`))
-	if i < 0 {
+	var v struct {
+		HeapAlloc *int64 `json:"heap_alloc"`
+	}
+	if json.Unmarshal(b, &v) != nil || v.HeapAlloc == nil {
 		return -1
 	}
-	rest := bytes.TrimLeft(b[i+len(`"heap_alloc":`):], " ")
-	end := bytes.IndexAny(rest, ",}")
-	if end < 0 {
-		return -1
-	}
-	n, _ := strconv.ParseInt(string(bytes.TrimSpace(rest[:end])), 10, 64)
-	return n
+	return *v.HeapAlloc
 }
 
 // profile fetches a CPU profile of d from a wsd server into path, in the
