@@ -1,17 +1,7 @@
 package broadcast_test
 
 import (
-	"bufio"
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
-	"net"
-	"os"
-	"os/exec"
-	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,10 +14,9 @@ import (
 // process holding n upgraded connections subscribed to "fanout" that read
 // and discard everything.
 type fanout struct {
-	srv   *hubServer
-	n     int
-	child *exec.Cmd
-	stdin io.Closer
+	srv     *hubServer
+	n       int
+	clients *wstest.ClientProcess
 }
 
 func startFanout(n int) (*fanout, error) {
@@ -37,39 +26,9 @@ func startFanout(n int) (*fanout, error) {
 		return nil, err
 	}
 	f := &fanout{srv: srv, n: n}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHubClientProcess$")
-	cmd.Env = append(os.Environ(), "WSD_HUB_CLIENT_ADDR="+srv.addr, "WSD_HUB_CLIENT_N="+strconv.Itoa(n), "WSD_HUB_CLIENT_PATH=/fanout")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
+	if f.clients, err = wstest.StartClientProcess(srv.addr, "/fanout", n, true); err != nil {
 		_ = srv.stop()
 		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		_ = srv.stop()
-		return nil, err
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		_ = srv.stop()
-		return nil, err
-	}
-	f.child, f.stdin = cmd, stdin
-	ready := make(chan string, 1)
-	go func() {
-		line, _ := bufio.NewReader(stdout).ReadString('\n')
-		ready <- line
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	select {
-	case line := <-ready:
-		if !strings.HasPrefix(line, "ready") {
-			f.close()
-			return nil, fmt.Errorf("client process: %q", line)
-		}
-	case <-time.After(2 * time.Minute):
-		f.close()
-		return nil, errors.New("client process did not get ready")
 	}
 	for deadline := time.Now().Add(time.Minute); srv.hub.Count("fanout") != n; {
 		if time.Now().After(deadline) {
@@ -83,9 +42,8 @@ func startFanout(n int) (*fanout, error) {
 
 // close stops the child (it exits when its stdin closes) and the engine.
 func (f *fanout) close() {
-	if f.child != nil {
-		f.stdin.Close()
-		_ = f.child.Wait()
+	if f.clients != nil {
+		f.clients.Close()
 	}
 	_ = f.srv.stop()
 }
@@ -160,88 +118,5 @@ func BenchmarkHubPublishNoSubscribers(b *testing.B) {
 	}
 }
 
-// TestHubClientProcess is the child side of BenchmarkHubFanout: it opens
-// WSD_HUB_CLIENT_N upgraded connections to WSD_HUB_CLIENT_PATH at
-// WSD_HUB_CLIENT_ADDR, prints "ready", reads and discards everything they
-// receive, and exits when its stdin closes. Without the variables it does
-// nothing.
-func TestHubClientProcess(t *testing.T) {
-	addr := os.Getenv("WSD_HUB_CLIENT_ADDR")
-	if addr == "" {
-		t.Skip("child process of BenchmarkHubFanout")
-	}
-	n, _ := strconv.Atoi(os.Getenv("WSD_HUB_CLIENT_N"))
-	path := os.Getenv("WSD_HUB_CLIENT_PATH")
-	conns := make([]net.Conn, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	const workers = 8
-	for w := range workers {
-		wg.Go(func() {
-			for i := w; i < n; i += workers {
-				conns[i], errs[i] = upgradeRaw(addr, path)
-				if errs[i] != nil {
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	defer func() {
-		for _, c := range conns {
-			if c != nil {
-				c.Close()
-			}
-		}
-	}()
-	if err := errors.Join(errs...); err != nil {
-		fmt.Printf("error: %v\n", err)
-		return
-	}
-	for _, c := range conns {
-		// One deadline for the connection's life (the parent ends it by
-		// closing our stdin long before).
-		_ = c.SetReadDeadline(time.Now().Add(time.Hour))
-		go func() {
-			buf := make([]byte, 4<<10)
-			for {
-				if _, err := c.Read(buf); err != nil {
-					return
-				}
-			}
-		}()
-	}
-	fmt.Println("ready")
-	_, _ = io.Copy(io.Discard, os.Stdin)
-}
-
-// upgradeRaw opens one connection and completes the opening handshake,
-// reading exactly the response header (nothing else arrives before the
-// benchmark publishes).
-func upgradeRaw(addr, path string) (net.Conn, error) {
-	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	if _, err := c.Write(wstest.BuildRequest("GET", path, wstest.UpgradeHeaders(addr, wstest.NewKey()))); err != nil {
-		c.Close()
-		return nil, err
-	}
-	var buf []byte
-	var tmp [512]byte
-	for !bytes.Contains(buf, []byte("\r\n\r\n")) {
-		m, err := c.Read(tmp[:])
-		if err != nil {
-			c.Close()
-			return nil, err
-		}
-		buf = append(buf, tmp[:m]...)
-	}
-	if !bytes.HasPrefix(buf, []byte("HTTP/1.1 101")) {
-		c.Close()
-		return nil, fmt.Errorf("upgrade: %q", buf)
-	}
-	_ = c.SetDeadline(time.Time{})
-	return c, nil
-}
+// TestClientProcess is the child side of wstest.StartClientProcess.
+func TestClientProcess(t *testing.T) { wstest.ClientProcessMain(t) }

@@ -1,13 +1,11 @@
 package engine_test
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
@@ -137,32 +135,11 @@ func measureIdle(tb testing.TB, n int) (heapPerConn, rssPerConn float64) {
 	e, addr := startEngine(tb, h, engine.Options{PingInterval: -1, IdleTimeout: -1, HandshakeTimeout: time.Minute})
 	heap0, rss0 := memNow()
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestIdleClientProcess$")
-	cmd.Env = append(os.Environ(), "WSD_IDLE_CLIENT_ADDR="+addr, "WSD_IDLE_CLIENT_N="+strconv.Itoa(n))
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+	clients, err := wstest.StartClientProcess(addr, "/", n, false)
+	if err != nil {
 		tb.Fatal(err)
 	}
-	defer func() {
-		stdin.Close() // the child exits when its stdin closes
-		_ = cmd.Wait()
-	}()
-	ready := make(chan string, 1)
-	go func() {
-		line, _ := bufio.NewReader(stdout).ReadString('\n')
-		ready <- line
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	select {
-	case line := <-ready:
-		if !strings.HasPrefix(line, "ready") {
-			tb.Fatalf("client process: %q", line)
-		}
-	case <-time.After(2 * time.Minute):
-		tb.Fatal("client process did not get ready")
-	}
+	defer clients.Close()
 	waitFor(tb, 30*time.Second, "all connections upgraded", func() bool { return h.open.Load() == int64(n) })
 	heap1, rss1 := memNow()
 	if got := e.Conns(); got != n {
@@ -187,42 +164,5 @@ func memNow() (heap, rss int64) {
 	return int64(ms.HeapAlloc), rss
 }
 
-// TestIdleClientProcess is the child side of measureIdle: it opens
-// WSD_IDLE_CLIENT_N upgraded connections, prints "ready", and holds them
-// until its stdin closes. Without the variables it does nothing.
-func TestIdleClientProcess(t *testing.T) {
-	addr := os.Getenv("WSD_IDLE_CLIENT_ADDR")
-	if addr == "" {
-		t.Skip("child process of the idle-memory measurement")
-	}
-	n, _ := strconv.Atoi(os.Getenv("WSD_IDLE_CLIENT_N"))
-	conns := make([]net.Conn, 0, n)
-	req := func(key string) []byte {
-		return wstest.BuildRequest("GET", "/", wstest.UpgradeHeaders(addr, key))
-	}
-	buf := make([]byte, 512)
-	for i := range n {
-		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
-		if err != nil {
-			fmt.Printf("dial %d: %v\n", i, err)
-			return
-		}
-		if _, err := c.Write(req(wstest.NewKey())); err != nil {
-			fmt.Printf("write %d: %v\n", i, err)
-			return
-		}
-		// The 101 response is small and arrives in one segment on loopback.
-		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		m, err := c.Read(buf)
-		if err != nil || !bytes.HasPrefix(buf[:m], []byte("HTTP/1.1 101")) {
-			fmt.Printf("upgrade %d: %v %q\n", i, err, buf[:m])
-			return
-		}
-		conns = append(conns, c)
-	}
-	fmt.Println("ready")
-	_, _ = io.Copy(io.Discard, os.Stdin)
-	for _, c := range conns {
-		c.Close()
-	}
-}
+// TestClientProcess is the child side of wstest.StartClientProcess.
+func TestClientProcess(t *testing.T) { wstest.ClientProcessMain(t) }
