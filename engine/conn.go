@@ -110,10 +110,13 @@ func (c *Conn) SetContext(v any) { c.ctx = v }
 
 // Write sends one unfragmented message or control frame: op is OpText,
 // OpBinary, OpPing or OpPong (control payloads are at most 125 bytes).
-// Loop only. The header and payload leave in one write(2) (writev for large
-// payloads); what the socket does not take at once is copied into gnet's
-// outbound buffer, so p may be reused as soon as Write returns. It does not
-// allocate.
+// Loop only. Frames written while the loop handles this connection's input
+// (from OnMessage, say) are gathered and leave together with one write(2)
+// when that input is done, so replies to pipelined messages share a
+// syscall (see cork.go); otherwise the header and payload leave at once in
+// one write(2), or one writev(2) for payloads over 4 KiB. What the socket
+// does not take is copied into gnet's outbound buffer, so p may be reused
+// as soon as Write returns. It does not allocate.
 func (c *Conn) Write(op codec.OpCode, p []byte) error {
 	switch c.state {
 	case stateOpen:
@@ -137,6 +140,8 @@ func (c *Conn) Write(op codec.OpCode, p []byte) error {
 // so the frames may be reused when WriteFrames returns; the slice itself may
 // be modified.
 func (c *Conn) WriteFrames(frames [][]byte) error {
+	l := c.loop
+	l.uncorkConn(c) // frames gathered for c go first
 	if c.state != stateOpen {
 		return ErrClosed
 	}
@@ -144,15 +149,16 @@ func (c *Conn) WriteFrames(frames [][]byte) error {
 	for _, f := range frames {
 		total += len(f)
 	}
-	st := &c.loop.stats
+	st := &l.stats
 	st.framesOut.Add(int64(len(frames)))
 	st.bytesOut.Add(int64(total))
 	if len(frames) <= maxIovecs {
+		st.writes.Add(1)
 		_, err := c.gc.Writev(frames)
 		return err
 	}
 	if total <= maxGather {
-		l := c.loop
+		st.writes.Add(1)
 		b := l.wbuf[:0]
 		for _, f := range frames {
 			b = append(b, f...)
@@ -163,6 +169,7 @@ func (c *Conn) WriteFrames(frames [][]byte) error {
 	}
 	for len(frames) > 0 && c.state == stateOpen {
 		n := min(len(frames), maxIovecs)
+		st.writes.Add(1)
 		if _, err := c.gc.Writev(frames[:n]); err != nil {
 			return err
 		}
@@ -186,7 +193,11 @@ func (c *Conn) Buffered() int {
 	if c.state == stateClosed {
 		return 0
 	}
-	return c.gc.OutboundBuffered()
+	n := c.gc.OutboundBuffered()
+	if c.loop.corked == c {
+		n += len(c.loop.cork)
+	}
+	return n
 }
 
 // Loop returns the event loop that owns the connection. Any goroutine.
@@ -252,26 +263,18 @@ func checkOp(op codec.OpCode, n int) error {
 }
 
 // smallFrame is the largest payload copied next to its header for a single
-// write(2); larger payloads go out with writev, uncopied.
+// write(2) (or into the cork buffer); larger payloads go out with writev,
+// uncopied.
 const smallFrame = 4 << 10
 
-// writeFrame sends one final frame. Loop only. gnet closes the connection
-// (and OnClose runs) if the socket fails.
+// writeFrame sends one final frame (gathered while c is corked). Loop only.
+// gnet closes the connection (and OnClose runs) if the socket fails.
 func (c *Conn) writeFrame(op codec.OpCode, p []byte) error {
 	l := c.loop
 	hdr := l.enc.Encode(true, 0, op, len(p))
 	l.stats.framesOut.Add(1)
 	l.stats.bytesOut.Add(int64(len(hdr) + len(p)))
-	var err error
-	if len(p) <= smallFrame {
-		b := append(append(l.wbuf[:0], hdr...), p...)
-		_, err = c.gc.Write(b)
-	} else {
-		l.iov[0], l.iov[1] = hdr, p
-		_, err = c.gc.Writev(l.iov[:])
-		l.iov[0], l.iov[1] = nil, nil
-	}
-	return err
+	return l.send(c, hdr, p)
 }
 
 // startClose sends a close frame and moves to stateClosing: from then on
@@ -306,6 +309,10 @@ func (c *Conn) linger(discard bool) {
 	c.state = stateClosing
 	c.discard = c.discard || discard
 	c.gone.Store(true)
+	c.loop.uncorkConn(c) // the close frame leaves before the half-close
+	if c.state == stateClosed {
+		return // the write failed and gnet closed the connection
+	}
 	if c.gc.OutboundBuffered() == 0 {
 		if fd := c.gc.Fd(); fd >= 0 {
 			_ = syscall.Shutdown(fd, syscall.SHUT_WR)
@@ -319,6 +326,7 @@ func (c *Conn) linger(discard bool) {
 // closeNow closes the TCP connection from a loop task (not from OnTraffic,
 // which returns gnet.Close instead).
 func (c *Conn) closeNow() {
+	c.loop.uncorkConn(c)
 	if c.state != stateClosed {
 		_ = c.loop.el.Close(c.gc)
 	}

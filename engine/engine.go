@@ -242,6 +242,7 @@ func (ev *events) OnClose(gc gnet.Conn, err error) gnet.Action {
 		return gnet.None
 	}
 	e, l := ev.e, c.loop
+	l.dropCork(c)
 	l.wheel.unschedule(c)
 	l.conns.remove(c)
 	c.state = stateClosed

@@ -22,8 +22,11 @@ type Loop struct {
 
 	enc  codec.HeaderEncoder
 	wbuf []byte    // scratch for small frames and HTTP answers
-	iov  [2][]byte // header and payload for writev
-	up   *upgrader
+	iov  [3][]byte // buffers for one writev
+	cork []byte    // frames gathered for the corked connection (cork.go)
+
+	corked *Conn // the connection whose frames are gathered, or nil
+	up     *upgrader
 
 	conns connList // every connection of this loop
 	wheel wheel
@@ -98,6 +101,7 @@ func (l *Loop) drain(context.Context) error {
 		l.run(&q[i])
 		q[i] = task{}
 	}
+	l.uncork()
 	l.spare = q[:0]
 	l.flush()
 	if l.timerDue.Swap(false) {
@@ -108,14 +112,18 @@ func (l *Loop) drain(context.Context) error {
 
 func (l *Loop) run(t *task) {
 	c := t.c
-	switch t.kind {
-	case taskFrame:
+	if t.kind == taskFrame { // consecutive frames for one connection leave together
 		if c.state == stateOpen {
-			_, _ = c.gc.Write(*t.buf)
+			l.corkTo(c)
+			_ = l.send(c, *t.buf, nil)
 			l.stats.framesOut.Add(1)
 			l.stats.bytesOut.Add(int64(len(*t.buf)))
 		}
 		bufpool.Put(t.buf)
+		return
+	}
+	l.uncork() // other tasks run with nothing gathered
+	switch t.kind {
 	case taskClose:
 		c.startClose(t.code, t.reason, false)
 	case taskRun:

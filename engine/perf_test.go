@@ -18,21 +18,22 @@ import (
 	"github.com/wsdproject/wsd/internal/wstest"
 )
 
-// echoClient is an allocation-free raw client for one echo round trip.
+// echoClient is an allocation-free raw client for echo round trips: it
+// writes depth messages of size bytes in one write and reads their echoes.
 type echoClient struct {
 	conn  net.Conn
-	frame []byte // masked client frame
-	reply []byte // room for the server frame
+	frame []byte // depth masked client frames
+	reply []byte // room for the server frames
 }
 
-func newEchoClient(t testing.TB, addr string, size int) *echoClient {
+func newEchoClient(t testing.TB, addr string, size, depth int) *echoClient {
 	t.Helper()
 	c := wstest.Connect(t, addr)
 	payload := bytes.Repeat([]byte("x"), size)
 	return &echoClient{
 		conn:  c.Conn,
-		frame: wstest.Binary(payload).Bytes(),
-		reply: make([]byte, codec.FrameSize(size)),
+		frame: bytes.Repeat(wstest.Binary(payload).Bytes(), depth),
+		reply: make([]byte, depth*codec.FrameSize(size)),
 	}
 }
 
@@ -52,9 +53,9 @@ func TestEngineEchoZeroAllocs(t *testing.T) {
 		t.Skip("the race detector allocates")
 	}
 	_, addr := startEngine(t, echo{}, engine.Options{PingInterval: -1, IdleTimeout: -1})
-	for _, size := range []int{16, 1024, 16 << 10} {
-		t.Run(fmt.Sprintf("bytes=%d", size), func(t *testing.T) {
-			c := newEchoClient(t, addr, size)
+	for _, tc := range []struct{ size, depth int }{{16, 1}, {1024, 1}, {16 << 10, 1}, {16, 8}, {1024, 8}} {
+		t.Run(fmt.Sprintf("bytes=%d/pipelined=%d", tc.size, tc.depth), func(t *testing.T) {
+			c := newEchoClient(t, addr, tc.size, tc.depth)
 			for range 200 {
 				if err := c.roundTrip(); err != nil {
 					t.Fatal(err)
@@ -80,7 +81,7 @@ func BenchmarkEngineEcho(b *testing.B) {
 	_, addr := startEngine(b, echo{}, engine.Options{PingInterval: -1, IdleTimeout: -1})
 	for _, size := range []int{16, 128, 1024, 16 << 10, 64 << 10} {
 		b.Run(fmt.Sprintf("bytes=%d", size), func(b *testing.B) {
-			c := newEchoClient(b, addr, size)
+			c := newEchoClient(b, addr, size, 1)
 			b.SetBytes(int64(size))
 			b.ReportAllocs()
 			for b.Loop() {
@@ -88,6 +89,28 @@ func BenchmarkEngineEcho(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkEngineEchoPipelined measures echoes of 16 messages sent in one
+// write, per message, with the server's socket writes per message.
+func BenchmarkEngineEchoPipelined(b *testing.B) {
+	e, addr := startEngine(b, echo{}, engine.Options{PingInterval: -1, IdleTimeout: -1})
+	const depth = 16
+	for _, size := range []int{16, 1024} {
+		b.Run(fmt.Sprintf("bytes=%d", size), func(b *testing.B) {
+			c := newEchoClient(b, addr, size, depth)
+			b.SetBytes(int64(size * depth))
+			b.ReportAllocs()
+			w0, n := e.Stats().Writes, 0
+			for b.Loop() {
+				if err := c.roundTrip(); err != nil {
+					b.Fatal(err)
+				}
+				n++
+			}
+			b.ReportMetric(float64(e.Stats().Writes-w0)/float64(n*depth), "writes/msg")
 		})
 	}
 }

@@ -27,15 +27,23 @@ func (l *Loop) readFrames(c *Conn) gnet.Action {
 	if err != nil {
 		return gnet.Close
 	}
+	l.corkTo(c) // the replies to this input leave with one write
 	c.busy = true
 	used, err := c.dec.Decode(buf, (*receiver)(c))
 	c.busy = false
-	if c.state == stateClosed {
-		// A write inside a handler failed and gnet closed the connection.
+	if err != nil && err != errCloseNow && c.state == stateOpen {
+		code := codec.CloseStatus(err)
+		if code == 0 {
+			code = codec.StatusInternalError
+		}
+		c.startClose(code, "", true) // the close frame leaves with the replies
+	}
+	l.uncork()
+	switch {
+	case c.state == stateClosed:
+		// A write failed and gnet closed the connection.
 		c.dec.Release()
 		return gnet.None
-	}
-	switch {
 	case err == nil:
 		if used > 0 { // gnet's Discard(0) would drop everything buffered
 			_, _ = gc.Discard(used)
@@ -44,15 +52,7 @@ func (l *Loop) readFrames(c *Conn) gnet.Action {
 	case err == errCloseNow:
 		return gnet.Close
 	}
-	code := codec.CloseStatus(err)
-	if code == 0 {
-		code = codec.StatusInternalError
-	}
-	if c.state == stateOpen {
-		c.startClose(code, "", true)
-	} else {
-		c.discard = true
-	}
+	c.discard = true
 	_, _ = gc.Discard(-1)
 	return gnet.None
 }

@@ -15,6 +15,7 @@ type loopStats struct {
 	bytesIn    atomic.Int64
 	framesOut  atomic.Int64
 	bytesOut   atomic.Int64
+	writes     atomic.Int64
 	_          [32]byte // keep loops' counters off each other's cache lines
 }
 
@@ -26,6 +27,7 @@ type Stats struct {
 	BytesIn    int64        `json:"bytes_in"`    // payload bytes of those messages
 	FramesOut  int64        `json:"frames_out"`  // frames sent (data and control)
 	BytesOut   int64        `json:"bytes_out"`   // bytes of those frames, headers included
+	Writes     int64        `json:"writes"`      // socket writes that carried them (write or writev calls; FramesOut/Writes is the batching)
 	Loops      int          `json:"event_loops"` // event loops with connections so far
 	CloseCodes []CloseCount `json:"close_codes"`
 }
@@ -72,6 +74,7 @@ func (e *Engine) Stats() Stats {
 		s.BytesIn += l.stats.bytesIn.Load()
 		s.FramesOut += l.stats.framesOut.Load()
 		s.BytesOut += l.stats.bytesOut.Load()
+		s.Writes += l.stats.writes.Load()
 	}
 	return s
 }

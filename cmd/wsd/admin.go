@@ -188,6 +188,7 @@ var (
 	descBytesIn    = prometheus.NewDesc("wsd_received_bytes_total", "Payload bytes of received messages.", nil, nil)
 	descFramesOut  = prometheus.NewDesc("wsd_frames_sent_total", "Frames sent (data and control).", nil, nil)
 	descBytesOut   = prometheus.NewDesc("wsd_sent_bytes_total", "Bytes of sent frames, headers included.", nil, nil)
+	descWrites     = prometheus.NewDesc("wsd_socket_writes_total", "Socket writes (write or writev calls) that carried the sent frames; frames per write is the batching.", nil, nil)
 	descCloses     = prometheus.NewDesc("wsd_closes_total", "Connections ended, by close code (1006: without a close handshake).", []string{"code"}, nil)
 	descPublished  = prometheus.NewDesc("wsd_published_total", "Publish calls.", nil, nil)
 	descDelivered  = prometheus.NewDesc("wsd_delivered_total", "Broadcast frames handed to sockets.", nil, nil)
@@ -198,7 +199,7 @@ var (
 )
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConns, descUpgrades, descMsgsIn, descBytesIn, descFramesOut, descBytesOut, descCloses, descPublished, descDelivered, descDropped, descSlowClosed, descTopics, descSubs} {
+	for _, d := range []*prometheus.Desc{descConns, descUpgrades, descMsgsIn, descBytesIn, descFramesOut, descBytesOut, descWrites, descCloses, descPublished, descDelivered, descDropped, descSlowClosed, descTopics, descSubs} {
 		ch <- d
 	}
 }
@@ -217,6 +218,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(descBytesIn, s.BytesIn)
 	counter(descFramesOut, s.FramesOut)
 	counter(descBytesOut, s.BytesOut)
+	counter(descWrites, s.Writes)
 	for _, cc := range s.CloseCodes {
 		ch <- prometheus.MustNewConstMetric(descCloses, prometheus.CounterValue, float64(cc.Count), strconv.Itoa(int(cc.Code)))
 	}

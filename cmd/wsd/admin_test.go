@@ -345,7 +345,7 @@ func promSamples(t *testing.T, body []byte) (samples, types map[string]string) {
 
 func TestAdminMetrics(t *testing.T) {
 	full := engine.Stats{
-		Conns: 3, Upgrades: 11, MessagesIn: 5, BytesIn: 123, FramesOut: 7, BytesOut: 456,
+		Conns: 3, Upgrades: 11, MessagesIn: 5, BytesIn: 123, FramesOut: 7, BytesOut: 456, Writes: 3,
 		CloseCodes: []engine.CloseCount{{Code: 1000, Count: 4}, {Code: 1006, Count: 2}, {Code: 4002, Count: 1}},
 	}
 	cases := []struct {
@@ -375,6 +375,7 @@ func TestAdminMetrics(t *testing.T) {
 				"wsd_received_bytes_total":      "123",
 				"wsd_frames_sent_total":         "7",
 				"wsd_sent_bytes_total":          "456",
+				"wsd_socket_writes_total":       "3",
 				`wsd_closes_total{code="1000"}`: "4",
 				`wsd_closes_total{code="1006"}`: "2",
 				`wsd_closes_total{code="4002"}`: "1",

@@ -1,0 +1,128 @@
+package engine
+
+import "github.com/wsdproject/wsd/codec"
+
+// Output corking. While a loop handles one connection's input (every frame
+// of one read) or a run of frames queued for it by Send, that connection is
+// "corked": the frames written to it are gathered in the loop's cork buffer
+// and leave together, with one write(2), when the batch ends. A client that
+// sends ten messages in one TCP segment gets its ten replies in one segment
+// and the server makes one syscall instead of ten; a client that sends one
+// message at a time sees no difference (the frame was copied next to its
+// header for a single write(2) before corking too).
+//
+// One connection is corked at a time. A frame larger than smallFrame goes
+// out at once, uncopied, in one writev with whatever was gathered before
+// it; at most corkSize bytes are gathered before they are written. Every
+// other way out for the connection (WriteFrames, the close handshake's
+// half-close, closing) sends the gathered bytes first, so order is kept.
+
+// corkSize is the most bytes gathered for one connection before a write.
+const corkSize = 64 << 10
+
+// corkTo makes c the corked connection, sending what was gathered for
+// another one first. Loop only.
+func (l *Loop) corkTo(c *Conn) {
+	if l.corked != c {
+		l.uncork()
+		l.corked = c
+	}
+}
+
+// uncork sends what was gathered and ends corking. Loop only.
+func (l *Loop) uncork() {
+	c := l.corked
+	if c == nil {
+		return
+	}
+	_ = l.writeCork(c)
+	l.corked = nil
+}
+
+// uncorkConn ends corking if c is the corked connection. Loop only.
+func (l *Loop) uncorkConn(c *Conn) {
+	if l.corked == c {
+		l.uncork()
+	}
+}
+
+// writeCork writes the gathered bytes to c. gnet closes c if the socket
+// fails; OnClose then drops the cork.
+func (l *Loop) writeCork(c *Conn) error {
+	if len(l.cork) == 0 {
+		return nil
+	}
+	b := l.cork
+	l.cork = l.cork[:0]
+	if c.state == stateClosed {
+		return ErrClosed
+	}
+	l.stats.writes.Add(1)
+	_, err := c.gc.Write(b)
+	return err
+}
+
+// dropCork forgets what was gathered for c, which is gone. Loop only.
+func (l *Loop) dropCork(c *Conn) {
+	if l.corked == c {
+		l.corked = nil
+		l.cork = l.cork[:0]
+	}
+}
+
+// send writes a and then b (either may be empty) to c as one piece: it
+// gathers them while c is corked, and otherwise makes one write(2) (small
+// frames, copied into the loop's scratch buffer) or one writev(2). Loop
+// only. gnet copies what the socket does not take, so a and b may be reused
+// when send returns.
+func (l *Loop) send(c *Conn, a, b []byte) error {
+	n := len(a) + len(b)
+	small := n <= smallFrame+codec.MaxHeaderSize
+	if l.corked == c {
+		if small {
+			if len(l.cork)+n > corkSize {
+				if err := l.writeCork(c); err != nil {
+					return err
+				}
+			}
+			if l.cork == nil {
+				l.cork = make([]byte, 0, corkSize)
+			}
+			l.cork = append(append(l.cork, a...), b...)
+			return nil
+		}
+		if len(l.cork) > 0 { // what was gathered, then this frame, in one writev
+			l.stats.writes.Add(1)
+			l.iov[0], l.iov[1], l.iov[2] = l.cork, a, b
+			_, err := c.gc.Writev(nonEmpty(l.iov[:]))
+			l.iov = [3][]byte{}
+			l.cork = l.cork[:0]
+			return err
+		}
+	}
+	l.stats.writes.Add(1)
+	switch {
+	case len(b) == 0:
+		_, err := c.gc.Write(a)
+		return err
+	case small:
+		buf := append(append(l.wbuf[:0], a...), b...)
+		_, err := c.gc.Write(buf)
+		return err
+	}
+	l.iov[0], l.iov[1] = a, b
+	_, err := c.gc.Writev(l.iov[:2])
+	l.iov = [3][]byte{}
+	return err
+}
+
+// nonEmpty drops empty buffers from bs, in place.
+func nonEmpty(bs [][]byte) [][]byte {
+	out := bs[:0]
+	for _, b := range bs {
+		if len(b) > 0 {
+			out = append(out, b)
+		}
+	}
+	return out
+}
