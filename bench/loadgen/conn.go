@@ -26,7 +26,8 @@ type Conn struct {
 	msgOp   byte
 
 	// scenario state
-	SentAt  int64  // when the outstanding echo was sent (ns)
+	SentAt  int64  // when the outstanding echo burst was sent (ns)
+	Waiting int    // echoes of that burst still to come
 	LastSeq uint64 // last broadcast sequence number seen
 	Got     uint64 // messages received
 	Closed  bool   // the server closed the connection or sent a close frame

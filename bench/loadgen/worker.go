@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -14,15 +15,19 @@ import (
 // Job is what a worker process is asked to do. It arrives as one JSON line
 // on the worker's standard input.
 type Job struct {
-	Scenario        string        `json:"scenario"` // connect, idle, echo or broadcast
-	Addr            string        `json:"addr"`     // server host:port
-	Path            string        `json:"path"`
-	Conns           int           `json:"conns"`
-	Sources         []string      `json:"sources"` // source addresses, used round-robin
-	DialConcurrency int           `json:"dial_concurrency"`
-	Size            int           `json:"size"`     // echo payload bytes
-	Duration        time.Duration `json:"duration"` // echo and idle: how long; broadcast: longest wait
-	Expect          uint64        `json:"expect"`   // broadcast: messages each connection must get
+	Scenario        string   `json:"scenario"` // connect, idle, echo or broadcast
+	Addr            string   `json:"addr"`     // server host:port
+	Path            string   `json:"path"`
+	Conns           int      `json:"conns"`
+	Sources         []string `json:"sources"` // source addresses, used round-robin
+	DialConcurrency int      `json:"dial_concurrency"`
+	Size            int      `json:"size"` // echo payload bytes
+	// Depth is, for echo, the messages each connection keeps in flight:
+	// they are written back to back with one write, and the next burst
+	// leaves when all their echoes are back. 0 or 1: one at a time.
+	Depth    int           `json:"depth,omitempty"`
+	Duration time.Duration `json:"duration"` // echo and idle: how long; broadcast: longest wait
+	Expect   uint64        `json:"expect"`   // broadcast: messages each connection must get
 }
 
 // Result is what a worker reports at the end, as one JSON line.
@@ -83,7 +88,8 @@ func RunWorker(in io.Reader, out io.Writer) error {
 type worker struct {
 	job      Job
 	p        *Poller
-	frame    []byte // echo: the prebuilt client frame
+	frame    []byte // echo: the prebuilt client frames of one burst
+	depth    int    // echo: messages per burst
 	running  bool
 	hist     Hist
 	res      *Result
@@ -148,10 +154,11 @@ func (w *worker) run(res *Result) {
 	start := time.Now()
 	switch w.job.Scenario {
 	case "echo":
-		w.frame = ClientFrame(0x2, make([]byte, w.job.Size))
+		w.depth = max(1, w.job.Depth)
+		w.frame = bytes.Repeat(ClientFrame(0x2, make([]byte, w.job.Size)), w.depth)
 		w.running = true
 		w.p.Each(func(c *Conn) {
-			c.SentAt = Now()
+			c.SentAt, c.Waiting = Now(), w.depth
 			c.Send(w.p, w.frame)
 		})
 	case "broadcast":
@@ -220,9 +227,10 @@ func (w *worker) OnMessage(p *Poller, c *Conn, op byte, length int, head []byte)
 		if length != w.job.Size {
 			w.res.BadSize++
 		}
-		w.hist.Record(time.Duration(now - c.SentAt))
-		if w.running {
-			c.SentAt = now
+		w.hist.Record(time.Duration(now - c.SentAt)) // from the burst's write
+		c.Waiting--
+		if c.Waiting <= 0 && w.running {
+			c.SentAt, c.Waiting = now, w.depth
 			c.Send(p, w.frame)
 		}
 	case "broadcast":

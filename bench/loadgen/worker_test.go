@@ -3,6 +3,7 @@ package loadgen
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -92,9 +93,17 @@ func runJob(t *testing.T, job Job) Result {
 
 func TestWorkerEcho(t *testing.T) {
 	addr := testServer(t, false, 0, 0)
-	r := runJob(t, Job{Scenario: "echo", Addr: addr, Path: "/", Conns: 20, DialConcurrency: 4, Size: 100, Duration: 300 * time.Millisecond})
-	if r.Connected != 20 || r.Messages == 0 || r.BadSize != 0 || r.HistN != r.Messages {
-		t.Fatalf("result %+v", r)
+	for _, depth := range []int{1, 8} {
+		t.Run(fmt.Sprintf("depth=%d", depth), func(t *testing.T) {
+			r := runJob(t, Job{Scenario: "echo", Addr: addr, Path: "/", Conns: 20, DialConcurrency: 4, Size: 100, Depth: depth, Duration: 300 * time.Millisecond})
+			if r.Connected != 20 || r.Messages == 0 || r.BadSize != 0 || r.HistN != r.Messages {
+				t.Fatalf("result %+v", r)
+			}
+			// Every burst came back whole before the worker stopped.
+			if r.Messages%uint64(depth) != 0 {
+				t.Fatalf("%d echoes: not whole bursts of %d", r.Messages, depth)
+			}
+		})
 	}
 }
 

@@ -32,12 +32,13 @@ var palette = []color.Color{
 
 func chartSpecs() []chartSpec {
 	byConns := func(c caseKey) string { return fmt.Sprintf("%d conns", c.conns) }
+	byDepth := func(c caseKey) string { return fmt.Sprintf("%d conns, %d in flight", c.conns, c.depth) }
 	small := func(c caseKey) bool { return c.size == 32 }
 	return []chartSpec{
 		{"idle-rss.png", "Server RSS per idle connection", "bytes per connection", "idle", nil, byConns, tables["idle"][0]},
 		{"connect-cpu.png", "Server CPU per handshake", "µs per handshake", "connect", nil, byConns, tables["connect"][0]},
-		{"echo-cpu.png", "Server CPU per echo (32 B)", "µs per echo", "echo", small, byConns, tables["echo"][1]},
-		{"echo-rate.png", "Echoes per second (32 B)", "echoes per second", "echo", small, byConns, tables["echo"][0]},
+		{"echo-cpu.png", "Server CPU per echo (32 B)", "µs per echo", "echo", small, byDepth, tables["echo"][1]},
+		{"echo-rate.png", "Echoes per second (32 B)", "echoes per second", "echo", small, byDepth, tables["echo"][0]},
 		{"broadcast-cpu.png", "Server CPU per delivered broadcast frame (32 B)", "µs per delivered frame", "broadcast", small,
 			func(c caseKey) string { return fmt.Sprintf("%d subs, %s/s", c.conns, num(float64(c.target))) }, tables["broadcast"][0]},
 		{"broadcast-rate.png", "Delivered broadcast frames per second (32 B)", "frames per second", "broadcast", small,

@@ -58,6 +58,7 @@ func run(args []string) error {
 		serverCPU = fs.String("server-cpu", "0", "CPU list the server is pinned to (taskset -c); empty: no pinning")
 		clientCPU = fs.String("client-cpu", "1", "CPU list the load generators are pinned to; empty: no pinning")
 		echoFor   = fs.Duration("echo-duration", 5*time.Second, "echo phase length")
+		eDepths   = fs.String("echo-depths", "1,16", "echo: messages each connection keeps in flight, one run each: 1 is ping-pong, more are written back to back in one write (a client that pipelines)")
 		idleFor   = fs.Duration("idle-settle", 3*time.Second, "idle: time between the last connection and the memory reading")
 		bRates    = fs.String("broadcast-rates", "20000,200000", "broadcast: delivered frames per second aimed at, one run each (publish rate = this / connections): one that every server sustains, one that saturates a core")
 		bFor      = fs.Duration("broadcast-duration", 5*time.Second, "broadcast: publishing time")
@@ -68,7 +69,7 @@ func run(args []string) error {
 	}
 	p := &plan{
 		scenarios: strings.Split(*scenarios, ","), conns: splitInts(*conns), sizes: splitInts(*sizes), rounds: *rounds,
-		echoFor: *echoFor, idleFor: *idleFor, bcastRates: splitInts(*bRates), bcastFor: *bFor,
+		echoFor: *echoFor, echoDepths: splitInts(*eDepths), idleFor: *idleFor, bcastRates: splitInts(*bRates), bcastFor: *bFor,
 		serverCPU: *serverCPU, clientCPU: *clientCPU, perWorker: 7500, sourceBase: 2, dialParallel: 32, profileDir: *profile,
 	}
 	if *quick {
@@ -102,9 +103,9 @@ func run(args []string) error {
 		for _, scenario := range p.scenarios {
 			for _, n := range p.conns {
 				for _, size := range sizesFor(scenario, p.sizes) {
-					for _, target := range targetsFor(scenario, p.bcastRates) {
+					for _, load := range loadsFor(scenario, p) {
 						for _, name := range names { // interleaved: A B C ... per case
-							r := runOne(p, specs[name], bins[name], scenario, n, size, target, round)
+							r := runOne(p, specs[name], bins[name], scenario, n, size, load, round)
 							fmt.Fprintln(os.Stderr, summary(r))
 							runs = append(runs, r)
 						}
@@ -142,10 +143,13 @@ func sizesFor(scenario string, sizes []int) []int {
 	return []int{0}
 }
 
-// targetsFor: the broadcast rates matter only for broadcast.
-func targetsFor(scenario string, rates []int) []int {
-	if scenario == "broadcast" {
-		return rates
+// loadsFor: the rates aimed at for broadcast, the depths for echo.
+func loadsFor(scenario string, p *plan) []int {
+	switch scenario {
+	case "broadcast":
+		return p.bcastRates
+	case "echo":
+		return p.echoDepths
 	}
 	return []int{0}
 }
@@ -184,8 +188,8 @@ func summary(r Run) string {
 	if !r.OK {
 		status = "FAILED: " + r.Err
 	}
-	return fmt.Sprintf("%-8s %-9s n=%-5d size=%-4d target=%-6d round=%d  cpu/op=%.2fus rate=%.0f/s p99=%.0fus rss/conn=%.0fB heap/conn=%.0fB  %s",
-		r.Server, r.Scenario, r.Conns, r.Size, r.Target, r.Round, r.CPUPerOpUs, r.RatePerS, r.P99us, r.RSSPerConn, r.HeapPerConn, status)
+	return fmt.Sprintf("%-8s %-9s n=%-5d size=%-4d target=%-6d depth=%-2d round=%d  cpu/op=%.2fus rate=%.0f/s p99=%.0fus rss/conn=%.0fB heap/conn=%.0fB  %s",
+		r.Server, r.Scenario, r.Conns, r.Size, r.Target, r.Depth, r.Round, r.CPUPerOpUs, r.RatePerS, r.P99us, r.RSSPerConn, r.HeapPerConn, status)
 }
 
 // writeReport writes results.md and the charts into dir.

@@ -82,7 +82,7 @@ func report(meta map[string]any, runs []Run, servers []string) string {
 				continue // e.g. kernel memory, read only by newer runs
 			}
 			fmt.Fprintf(&b, "### %s: %s (%s, %s is better)\n\n", scenario, m.title, m.unit, m.better)
-			b.WriteString("| connections | size | aimed at |")
+			b.WriteString("| connections | size | load |")
 			for _, s := range servers {
 				fmt.Fprintf(&b, " %s |", s)
 			}
@@ -92,11 +92,7 @@ func report(meta map[string]any, runs []Run, servers []string) string {
 			}
 			b.WriteString("\n")
 			for _, c := range cases {
-				aim := "-"
-				if c.target > 0 {
-					aim = num(float64(c.target)) + " frames/s"
-				}
-				fmt.Fprintf(&b, "| %d | %s | %s |", c.conns, sizeLabel(c.size), aim)
+				fmt.Fprintf(&b, "| %d | %s | %s |", c.conns, sizeLabel(c.size), loadLabel(scenario, c))
 				for _, s := range servers {
 					b.WriteString(" " + cell(runsOf(runs, s, scenario, c), m) + " |")
 				}
@@ -117,13 +113,34 @@ func report(meta map[string]any, runs []Run, servers []string) string {
 	return b.String()
 }
 
-type caseKey struct{ conns, size, target int }
+// caseKey is one case of a scenario: connections, payload size, and the
+// broadcast rate aimed at or the echo depth (1 when not set).
+type caseKey struct{ conns, size, target, depth int }
+
+func keyOf(r Run) caseKey {
+	k := caseKey{r.Conns, r.Size, r.Target, r.Depth}
+	if r.Scenario == "echo" && k.depth == 0 {
+		k.depth = 1
+	}
+	return k
+}
+
+// loadLabel describes a case's load: the rate aimed at, or the depth.
+func loadLabel(scenario string, c caseKey) string {
+	switch scenario {
+	case "broadcast":
+		return num(float64(c.target)) + " frames/s"
+	case "echo":
+		return fmt.Sprintf("%d in flight", c.depth)
+	}
+	return "-"
+}
 
 func casesOf(runs []Run, scenario string) []caseKey {
 	seen := map[caseKey]bool{}
 	var out []caseKey
 	for _, r := range runs {
-		k := caseKey{r.Conns, r.Size, r.Target}
+		k := keyOf(r)
 		if r.Scenario == scenario && !seen[k] {
 			seen[k] = true
 			out = append(out, k)
@@ -133,6 +150,9 @@ func casesOf(runs []Run, scenario string) []caseKey {
 		a, b := out[i], out[j]
 		if a.target != b.target {
 			return a.target < b.target
+		}
+		if a.depth != b.depth {
+			return a.depth < b.depth
 		}
 		if a.conns != b.conns {
 			return a.conns < b.conns
@@ -145,7 +165,7 @@ func casesOf(runs []Run, scenario string) []caseKey {
 func runsOf(runs []Run, server, scenario string, c caseKey) []Run {
 	var out []Run
 	for _, r := range runs {
-		if r.Server == server && r.Scenario == scenario && r.Conns == c.conns && r.Size == c.size && r.Target == c.target {
+		if r.Server == server && r.Scenario == scenario && keyOf(r) == c {
 			out = append(out, r)
 		}
 	}

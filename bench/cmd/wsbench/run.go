@@ -24,6 +24,7 @@ type Run struct {
 	Conns    int    `json:"conns"`
 	Size     int    `json:"size"`
 	Target   int    `json:"target_rate,omitempty"` // broadcast: delivered frames per second aimed at
+	Depth    int    `json:"depth,omitempty"`       // echo: messages in flight per connection (0 in older results: 1)
 	Round    int    `json:"round"`
 
 	OK  bool   `json:"ok"`
@@ -67,6 +68,7 @@ type plan struct {
 	echoFor      time.Duration
 	idleFor      time.Duration
 	bcastRates   []int // delivered frames per second to aim at, one run each
+	echoDepths   []int // echo messages in flight per connection, one run each
 	bcastFor     time.Duration
 	serverCPU    string
 	clientCPU    string
@@ -192,8 +194,16 @@ func stopWorkers(ws []*workerProc) {
 }
 
 // runOne runs one scenario against a fresh server process.
-func runOne(p *plan, spec serverSpec, bin, scenario string, conns, size, target, round int) (r Run) {
-	r = Run{Server: spec.name, Scenario: scenario, Conns: conns, Size: size, Target: target, Round: round}
+// runOne runs one case; load is the broadcast rate aimed at, or the echo
+// depth.
+func runOne(p *plan, spec serverSpec, bin, scenario string, conns, size, load, round int) (r Run) {
+	r = Run{Server: spec.name, Scenario: scenario, Conns: conns, Size: size, Round: round}
+	switch scenario {
+	case "broadcast":
+		r.Target = load
+	case "echo":
+		r.Depth = load
+	}
 	mode := "echo"
 	if scenario == "broadcast" {
 		mode = "broadcast"
@@ -217,9 +227,9 @@ func runOne(p *plan, spec serverSpec, bin, scenario string, conns, size, target,
 	case "connect":
 		job.Scenario = "idle"
 	case "echo":
-		job.Duration = p.echoFor
+		job.Duration, job.Depth = p.echoFor, r.Depth
 	case "broadcast":
-		rate = max(1, float64(target)/float64(conns))
+		rate = max(1, float64(r.Target)/float64(conns))
 		count = uint64(max(10, rate*p.bcastFor.Seconds()))
 		job.Expect = count
 		job.Duration = 10*p.bcastFor + 20*time.Second // the longest a worker waits: a saturated server lags behind
