@@ -110,13 +110,14 @@ func (c *Conn) SetContext(v any) { c.ctx = v }
 
 // Write sends one unfragmented message or control frame: op is OpText,
 // OpBinary, OpPing or OpPong (control payloads are at most 125 bytes).
-// Loop only. Frames written while the loop handles this connection's input
-// (from OnMessage, say) are gathered and leave together with one write(2)
-// when that input is done, so replies to pipelined messages share a
-// syscall (see cork.go); otherwise the header and payload leave at once in
-// one write(2), or one writev(2) for payloads over 4 KiB. What the socket
-// does not take is copied into gnet's outbound buffer, so p may be reused
-// as soon as Write returns. It does not allocate.
+// Loop only. Frames written to a connection from its own callbacks while
+// the loop handles its input (OnMessage, say) are gathered and leave
+// together with one write(2) when that input is done, so the replies to
+// pipelined messages share a syscall (see cork.go); frames written to other
+// connections, or from tasks and timers, leave at once: the header and
+// payload in one write(2), or one writev(2) for payloads over 4 KiB. What
+// the socket does not take is copied into gnet's outbound buffer, so p may
+// be reused as soon as Write returns. It does not allocate.
 func (c *Conn) Write(op codec.OpCode, p []byte) error {
 	switch c.state {
 	case stateOpen:
@@ -136,13 +137,13 @@ func (c *Conn) Write(op codec.OpCode, p []byte) error {
 // syscalls as it can without allocating: up to 8 frames go out with one
 // writev(2); more frames totalling at most 256 KiB are copied into the
 // loop's scratch buffer and sent with one write(2); larger batches go out 8
-// frames per writev. Loop only. gnet copies what the socket does not take,
-// so the frames may be reused when WriteFrames returns; the slice itself may
-// be modified.
+// frames per writev. Frames gathered by Write for the connection (see
+// Write) are written first. Loop only. gnet copies what the socket does not
+// take, so the frames may be reused when WriteFrames returns; the slice
+// itself may be modified.
 func (c *Conn) WriteFrames(frames [][]byte) error {
 	l := c.loop
-	l.uncorkConn(c) // frames gathered for c go first
-	if c.state != stateOpen {
+	if c.state != stateOpen || l.flushCork(c) != nil { // frames gathered for c go first
 		return ErrClosed
 	}
 	total := 0
@@ -187,8 +188,10 @@ const (
 )
 
 // Buffered returns the number of bytes written to the connection that the
-// socket has not taken yet (gnet's outbound buffer, which has no limit of
-// its own: check it before writing to a slow reader). Loop only.
+// socket has not taken yet: gnet's outbound buffer, which has no limit of
+// its own (check it before writing to a slow reader), plus the frames
+// gathered for the connection while its input is handled (at most 64 KiB,
+// written when that input is done). Loop only.
 func (c *Conn) Buffered() int {
 	if c.state == stateClosed {
 		return 0
@@ -218,9 +221,10 @@ func (c *Conn) CloseNow(code codec.StatusCode, reason string) {
 
 // Send is Write for any goroutine. It encodes the frame into a pooled buffer
 // at once (so p may be reused when Send returns) and queues it on the
-// connection's event loop, which writes it. Frames sent by Send arrive in the
-// order Send was called; their order relative to Write calls made at the
-// same time on the loop is not defined.
+// connection's event loop, which writes it; frames queued for one
+// connection in a row leave together with one write(2). Frames sent by Send
+// arrive in the order Send was called; their order relative to Write calls
+// made at the same time on the loop is not defined.
 func (c *Conn) Send(op codec.OpCode, p []byte) error {
 	if c.gone.Load() {
 		return ErrClosed

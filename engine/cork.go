@@ -46,6 +46,15 @@ func (l *Loop) uncorkConn(c *Conn) {
 	}
 }
 
+// flushCork writes what was gathered for c, if c is corked, and keeps
+// gathering. Loop only.
+func (l *Loop) flushCork(c *Conn) error {
+	if l.corked != c {
+		return nil
+	}
+	return l.writeCork(c)
+}
+
 // writeCork writes the gathered bytes to c. gnet closes c if the socket
 // fails; OnClose then drops the cork.
 func (l *Loop) writeCork(c *Conn) error {
@@ -76,6 +85,9 @@ func (l *Loop) dropCork(c *Conn) {
 // only. gnet copies what the socket does not take, so a and b may be reused
 // when send returns.
 func (l *Loop) send(c *Conn, a, b []byte) error {
+	if c.state != stateOpen {
+		return ErrClosed // a close frame is sent before the state changes
+	}
 	n := len(a) + len(b)
 	small := n <= smallFrame+codec.MaxHeaderSize
 	if l.corked == c {

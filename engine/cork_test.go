@@ -3,7 +3,9 @@ package engine_test
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"strconv"
+	"sync"
 	"testing"
 
 	"github.com/wsdproject/wsd/codec"
@@ -84,6 +86,7 @@ func TestCorkPipelinedReplies(t *testing.T) {
 				c.ExpectText("0")
 				c.ExpectText("1")
 				c.ExpectClose(1002)
+				c.ExpectTCPClosed()
 			},
 			minWrites: 1, maxWrites: 1,
 		},
@@ -179,4 +182,141 @@ func TestCorkSendBurst(t *testing.T) {
 			t.Fatalf("%d socket writes, want 100 (one per run of frames for one connection)", got)
 		}
 	})
+}
+
+// corkHandler writes from OnMessage in the ways that must keep their order
+// around gathered frames.
+type corkHandler struct {
+	engine.NopHandler
+	frame []byte // an encoded frame for WriteFrames
+}
+
+func (h corkHandler) OnMessage(c *engine.Conn, op codec.OpCode, p []byte) {
+	switch string(p) {
+	case "mix": // Write, WriteFrames, Write
+		_ = c.Write(codec.OpText, []byte("a"))
+		_ = c.WriteFrames([][]byte{h.frame})
+		_ = c.Write(codec.OpText, []byte("c"))
+	case "bye": // Write, then close
+		_ = c.Write(codec.OpText, []byte("x"))
+		c.CloseNow(4000, "done")
+	case "buffered": // Buffered counts what is gathered
+		_ = c.Write(codec.OpBinary, make([]byte, 100))
+		_ = c.Write(codec.OpText, []byte(strconv.Itoa(c.Buffered())))
+	default:
+		_ = c.Write(op, p)
+	}
+}
+
+func TestCorkOrderWithOtherWrites(t *testing.T) {
+	h := corkHandler{frame: codec.AppendFrame(nil, codec.OpText, []byte("b"))}
+	e, addr := startEngine(t, h, engine.Options{PingInterval: -1, IdleTimeout: -1})
+	tests := []struct {
+		name   string
+		in     []wstest.Frame
+		expect func(c *wstest.Client)
+	}{
+		{"WriteFrames between Writes", []wstest.Frame{wstest.Text("1"), wstest.Text("mix"), wstest.Text("2")}, func(c *wstest.Client) {
+			for _, s := range []string{"1", "a", "b", "c", "2"} {
+				c.ExpectText(s)
+			}
+		}},
+		{"CloseNow after Writes", []wstest.Frame{wstest.Text("1"), wstest.Text("bye"), wstest.Text("ignored")}, func(c *wstest.Client) {
+			c.ExpectText("1")
+			c.ExpectText("x")
+			if code, reason := c.ExpectClose(4000); reason != "done" {
+				t.Fatalf("close %d %q", code, reason)
+			}
+			c.ExpectTCPClosed()
+		}},
+		{"Buffered counts gathered frames", []wstest.Frame{wstest.Text("buffered")}, func(c *wstest.Client) {
+			c.ExpectBinary(make([]byte, 100))
+			c.ExpectText("102") // 2-byte header + 100
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := wstest.Connect(t, addr)
+			w0 := e.Stats().Writes
+			c.WriteFrames(tc.in...)
+			tc.expect(c)
+			if got := e.Stats().Writes - w0; got > 3 {
+				t.Fatalf("%d socket writes for one read", got)
+			}
+		})
+	}
+}
+
+// Send runs mixing small frames and frames too large to gather, then Close:
+// everything in order, then the close frame, then the end of the stream.
+func TestCorkSendLargeFramesAndClose(t *testing.T) {
+	rec := newRecorder()
+	e, addr := startEngine(t, rec, engine.Options{PingInterval: -1, IdleTimeout: -1, EventLoops: 1})
+	client := wstest.Connect(t, addr)
+	c := rec.next(t)
+	big := bytes.Repeat([]byte("B"), 10<<10)
+
+	release := hold(c.Loop())
+	w0 := e.Stats().Writes
+	_ = c.Send(codec.OpText, []byte("1"))
+	_ = c.Send(codec.OpBinary, big) // leaves with "1" in one writev
+	_ = c.Send(codec.OpText, []byte("2"))
+	_ = c.Send(codec.OpText, []byte("3"))
+	_ = c.Close(4001, "end") // not gathered: "2" and "3" are written first
+	close(release)
+	client.ExpectText("1")
+	client.ExpectBinary(big)
+	client.ExpectText("2")
+	client.ExpectText("3")
+	client.ExpectClose(4001)
+	client.ExpectTCPClosed()
+	if got := e.Stats().Writes - w0; got != 3 {
+		t.Fatalf("%d socket writes, want 3 (1+big, 2+3, the close frame)", got)
+	}
+}
+
+// closePartner closes the partner connection when a connection closes.
+type closePartner struct {
+	engine.NopHandler
+	mu      sync.Mutex
+	partner map[*engine.Conn]*engine.Conn
+	opened  chan *engine.Conn
+}
+
+func (h *closePartner) OnOpen(c *engine.Conn) { h.opened <- c }
+
+func (h *closePartner) OnClose(c *engine.Conn, _ error) {
+	h.mu.Lock()
+	p := h.partner[c]
+	h.mu.Unlock()
+	if p != nil {
+		p.CloseNow(4002, "partner left")
+	}
+}
+
+// A gathered write that fails closes its connection, whose OnClose closes
+// the connection the next frames are for: those frames are not written
+// after its close frame.
+func TestCorkFailedWriteClosesAnother(t *testing.T) {
+	h := &closePartner{partner: map[*engine.Conn]*engine.Conn{}, opened: make(chan *engine.Conn, 2)}
+	_, addr := startEngine(t, h, engine.Options{PingInterval: -1, IdleTimeout: -1, EventLoops: 1})
+	clientX := wstest.Connect(t, addr)
+	x := <-h.opened
+	clientC := wstest.Connect(t, addr)
+	c := <-h.opened
+	h.mu.Lock()
+	h.partner[x] = c
+	h.mu.Unlock()
+
+	release := hold(x.Loop())
+	// x's peer resets: the write of x's frames fails (or the loop sees the
+	// reset first); either way OnClose(x) closes c.
+	_ = clientX.Conn.(*net.TCPConn).SetLinger(0)
+	clientX.Conn.Close()
+	_ = x.Send(codec.OpText, []byte("to x"))
+	_ = c.Send(codec.OpText, bytes.Repeat([]byte("c"), 10<<10))
+	_ = c.Send(codec.OpText, []byte("to c"))
+	close(release)
+	clientC.ExpectClose(4002)
+	clientC.ExpectTCPClosed()
 }

@@ -9,7 +9,7 @@
 //	type echo struct{ engine.NopHandler }
 //
 //	func (echo) OnMessage(c *engine.Conn, op codec.OpCode, p []byte) {
-//		c.Write(op, p) // on the loop: one write(2), no allocation
+//		c.Write(op, p) // on the loop, no allocation; one write(2) per read
 //	}
 //
 //	e, _ := engine.New(echo{}, engine.Options{Addrs: []string{"tcp://:8080"}})

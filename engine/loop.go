@@ -113,9 +113,10 @@ func (l *Loop) drain(context.Context) error {
 func (l *Loop) run(t *task) {
 	c := t.c
 	if t.kind == taskFrame { // consecutive frames for one connection leave together
-		if c.state == stateOpen {
-			l.corkTo(c)
-			_ = l.send(c, *t.buf, nil)
+		// corkTo first: writing another connection's frames may close it,
+		// and its OnClose may close c.
+		l.corkTo(c)
+		if l.send(c, *t.buf, nil) == nil {
 			l.stats.framesOut.Add(1)
 			l.stats.bytesOut.Add(int64(len(*t.buf)))
 		}

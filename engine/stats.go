@@ -27,7 +27,7 @@ type Stats struct {
 	BytesIn    int64        `json:"bytes_in"`    // payload bytes of those messages
 	FramesOut  int64        `json:"frames_out"`  // frames sent (data and control)
 	BytesOut   int64        `json:"bytes_out"`   // bytes of those frames, headers included
-	Writes     int64        `json:"writes"`      // socket writes that carried them (write or writev calls; FramesOut/Writes is the batching)
+	Writes     int64        `json:"writes"`      // write or writev calls that carried them (FramesOut/Writes is the batching; a call made while gnet still buffers earlier bytes only appends to its buffer)
 	Loops      int          `json:"event_loops"` // event loops with connections so far
 	CloseCodes []CloseCount `json:"close_codes"`
 }

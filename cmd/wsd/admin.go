@@ -188,7 +188,7 @@ var (
 	descBytesIn    = prometheus.NewDesc("wsd_received_bytes_total", "Payload bytes of received messages.", nil, nil)
 	descFramesOut  = prometheus.NewDesc("wsd_frames_sent_total", "Frames sent (data and control).", nil, nil)
 	descBytesOut   = prometheus.NewDesc("wsd_sent_bytes_total", "Bytes of sent frames, headers included.", nil, nil)
-	descWrites     = prometheus.NewDesc("wsd_socket_writes_total", "Socket writes (write or writev calls) that carried the sent frames; frames per write is the batching.", nil, nil)
+	descWrites     = prometheus.NewDesc("wsd_socket_writes_total", "Write or writev calls that carried the sent frames (frames per call is the batching).", nil, nil)
 	descCloses     = prometheus.NewDesc("wsd_closes_total", "Connections ended, by close code (1006: without a close handshake).", []string{"code"}, nil)
 	descPublished  = prometheus.NewDesc("wsd_published_total", "Publish calls.", nil, nil)
 	descDelivered  = prometheus.NewDesc("wsd_delivered_total", "Broadcast frames handed to sockets.", nil, nil)
