@@ -104,11 +104,11 @@ func report(meta map[string]any, runs []Run, servers []string) string {
 	var failed []string
 	for _, r := range runs {
 		if !r.OK {
-			failed = append(failed, fmt.Sprintf("- %s %s n=%d size=%d round %d: %s", r.Server, r.Scenario, r.Conns, r.Size, r.Round, r.Err))
+			failed = append(failed, fmt.Sprintf("- %s %s n=%d size=%d load %s round %d: %s", r.Server, r.Scenario, r.Conns, r.Size, loadLabel(r.Scenario, keyOf(r)), r.Round, r.Err))
 		}
 	}
 	if len(failed) > 0 {
-		b.WriteString("### Failed runs\n\n" + strings.Join(failed, "\n") + "\n")
+		b.WriteString("### Failed runs\n\n" + strings.Join(failed, "\n") + "\n\n")
 	}
 	return b.String()
 }
