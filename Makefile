@@ -30,7 +30,7 @@ guards:
 BENCH_OUT ?= $(or $(WSD_ARTIFACTS),/tmp)/bench-quick
 
 bench-smoke:
-	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./...
+	cd bench && $(GO) vet ./... && $(STATICCHECK) ./... && $(GO) test -count=1 ./...
 	cd bench && $(GO) run ./cmd/wsbench run -quick -out $(BENCH_OUT)
 
 bench:
