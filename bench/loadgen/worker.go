@@ -56,8 +56,10 @@ func (r *Result) Histogram() *Hist {
 }
 
 // RunWorker runs one job: it reads the Job from in, connects, writes
-// {"ready":...} to out, waits for a line "go" on in, runs the scenario, and
-// writes the Result.
+// {"ready":...} to out, waits for a line "go" on in, runs the scenario,
+// writes the Result, and closes its connections once in ends (so that the
+// runner can read the server's CPU time before the server handles the
+// closes).
 func RunWorker(in io.Reader, out io.Writer) error {
 	sc := bufio.NewScanner(in)
 	if !sc.Scan() {
@@ -82,7 +84,13 @@ func RunWorker(in io.Reader, out io.Writer) error {
 		return fmt.Errorf("expected go")
 	}
 	w.run(&res)
-	return enc.Encode(res)
+	if err := enc.Encode(res); err != nil {
+		return err
+	}
+	for sc.Scan() { // until the runner closes our input
+	}
+	w.p.Each(func(c *Conn) { c.Close() })
+	return nil
 }
 
 type worker struct {
@@ -206,7 +214,7 @@ func (w *worker) run(res *Result) {
 			res.Lost += w.job.Expect - c.LastSeq
 		}
 	}
-	w.p.Each(func(c *Conn) { count(c); c.Close() })
+	w.p.Each(count)
 	for _, c := range w.p.dead {
 		count(c)
 	}

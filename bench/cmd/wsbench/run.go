@@ -144,7 +144,8 @@ func startWorkers(p *plan, job loadgen.Job, n int) ([]*workerProc, loadgen.Resul
 	return ws, agg, nil
 }
 
-// finishWorkers says go, waits for every result and merges them.
+// finishWorkers says go, waits for every result and merges them. The
+// workers keep their connections open until stopWorkers.
 func finishWorkers(ws []*workerProc, onGo func()) (loadgen.Result, *loadgen.Hist, error) {
 	for _, w := range ws {
 		fmt.Fprintln(w.in, "go")
@@ -175,10 +176,11 @@ func finishWorkers(ws []*workerProc, onGo func()) (loadgen.Result, *loadgen.Hist
 		agg.RunNs = max(agg.RunNs, r.RunNs)
 		hist.Merge(r.Histogram())
 	}
-	stopWorkers(ws)
 	return agg, &hist, err
 }
 
+// stopWorkers closes the workers' input, which makes them close their
+// connections and exit, and waits for them.
 func stopWorkers(ws []*workerProc) {
 	for _, w := range ws {
 		w.in.Close()
@@ -241,6 +243,7 @@ func runOne(p *plan, spec serverSpec, bin, scenario string, conns, size, load, r
 	cpu0 := srv.cpuSeconds()
 	t0 := time.Now()
 	ws, ready, err := startWorkers(p, job, conns)
+	defer stopWorkers(ws) // after every measurement: closing is not measured
 	if waitProfile != nil {
 		waitProfile()
 	}
@@ -248,7 +251,6 @@ func runOne(p *plan, spec serverSpec, bin, scenario string, conns, size, load, r
 	r.Connected = ready.Connected
 	cpuConnect := srv.cpuSeconds() - cpu0
 	if err != nil || ready.Connected != conns {
-		stopWorkers(ws)
 		r.Err = fmt.Sprintf("connected %d of %d (%v) %s", ready.Connected, conns, err, ready.FirstErr)
 		return r
 	}
@@ -290,7 +292,6 @@ func runOne(p *plan, spec serverSpec, bin, scenario string, conns, size, load, r
 		r.Sent = count
 		sender, serr := loadgen.Dial("127.0.0.1", srv.addr, job.Path, 10*time.Second)
 		if serr != nil {
-			stopWorkers(ws)
 			r.Err = "sender: " + serr.Error()
 			return r
 		}
