@@ -106,7 +106,11 @@ func (l *Loop) send(c *Conn, a, b []byte) error {
 		if len(l.cork) > 0 { // what was gathered, then this frame, in one writev
 			l.stats.writes.Add(1)
 			l.iov[0], l.iov[1], l.iov[2] = l.cork, a, b
-			_, err := c.gc.Writev(nonEmpty(l.iov[:]))
+			iov := l.iov[:]
+			if len(b) == 0 { // an encoded frame, from Send
+				iov = iov[:2]
+			}
+			_, err := c.gc.Writev(iov)
 			l.iov = [3][]byte{}
 			l.cork = l.cork[:0]
 			return err
@@ -126,15 +130,4 @@ func (l *Loop) send(c *Conn, a, b []byte) error {
 	_, err := c.gc.Writev(l.iov[:2])
 	l.iov = [3][]byte{}
 	return err
-}
-
-// nonEmpty drops empty buffers from bs, in place.
-func nonEmpty(bs [][]byte) [][]byte {
-	out := bs[:0]
-	for _, b := range bs {
-		if len(b) > 0 {
-			out = append(out, b)
-		}
-	}
-	return out
 }
