@@ -64,20 +64,12 @@ func main() {
 	if err != nil {
 		peer.Fatal("gobwas", err)
 	}
-	debug, err := peer.StartDebug(cfg.DebugAddr)
-	if err != nil {
-		peer.Fatal("gobwas", err)
-	}
 	var r *room
 	if cfg.Mode == peer.ModeBroadcast {
 		r = newRoom()
 	}
 	go accept(ln, r)
-
-	peer.Ready(ln.Addr())
-	peer.WaitForSignal()
-	_ = ln.Close()
-	debug.Close()
+	peer.Serve("gobwas", cfg, ln, func() { _ = ln.Close() })
 }
 
 func accept(ln net.Listener, r *room) {

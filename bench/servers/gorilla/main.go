@@ -13,7 +13,6 @@
 package main
 
 import (
-	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -53,21 +52,7 @@ func main() {
 		mux.HandleFunc(peer.Path, func(w http.ResponseWriter, r *http.Request) { serveBroadcast(h, w, r) })
 	}
 
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		peer.Fatal("gorilla", err)
-	}
-	debug, err := peer.StartDebug(cfg.DebugAddr)
-	if err != nil {
-		peer.Fatal("gorilla", err)
-	}
-	srv := &http.Server{Handler: mux}
-	go func() { _ = srv.Serve(ln) }()
-
-	peer.Ready(ln.Addr())
-	peer.WaitForSignal()
-	_ = srv.Close()
-	debug.Close()
+	peer.ServeHTTP("gorilla", cfg, mux)
 }
 
 // serveEcho upgrades and hands the connection to its one goroutine; the

@@ -17,7 +17,6 @@
 package main
 
 import (
-	"net"
 	"net/http"
 
 	"github.com/lxzan/gws"
@@ -47,21 +46,7 @@ func main() {
 		go socket.ReadLoop()
 	})
 
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		peer.Fatal("gws", err)
-	}
-	debug, err := peer.StartDebug(cfg.DebugAddr)
-	if err != nil {
-		peer.Fatal("gws", err)
-	}
-	srv := &http.Server{Handler: mux}
-	go func() { _ = srv.Serve(ln) }()
-
-	peer.Ready(ln.Addr())
-	peer.WaitForSignal()
-	_ = srv.Close()
-	debug.Close()
+	peer.ServeHTTP("gws", cfg, mux)
 }
 
 // handler is the gws.Event of every connection.

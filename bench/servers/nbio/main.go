@@ -79,15 +79,7 @@ func main() {
 	if err := engine.Start(); err != nil {
 		peer.Fatal("nbio", err)
 	}
-	debug, err := peer.StartDebug(cfg.DebugAddr)
-	if err != nil {
-		peer.Fatal("nbio", err)
-	}
-
-	peer.Ready(ln.Addr())
-	peer.WaitForSignal()
-	engine.Stop()
-	debug.Close()
+	peer.Serve("nbio", cfg, ln, engine.Stop)
 }
 
 // room is the one broadcast room.

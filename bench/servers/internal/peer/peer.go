@@ -110,15 +110,9 @@ func ReadVars(gc bool) Vars {
 	}
 }
 
-// Debug is the net/http listener serving GET /debug/vars.
-type Debug struct {
-	srv *http.Server
-	ln  net.Listener
-}
-
-// StartDebug starts the debug listener on addr; with addr "" it starts
-// nothing and returns a nil *Debug, whose Close does nothing.
-func StartDebug(addr string) (*Debug, error) {
+// startDebug starts the GET /debug/vars listener on addr; with addr "" it
+// starts nothing and returns nil.
+func startDebug(addr string) (*http.Server, error) {
 	if addr == "" {
 		return nil, nil
 	}
@@ -132,29 +126,47 @@ func StartDebug(addr string) (*Debug, error) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(ReadVars(r.URL.Query().Get("gc") == "1"))
 	})
-	d := &Debug{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, ln: ln}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
-		if err := d.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			fmt.Fprintf(os.Stderr, "debug listener: %v\n", err)
 		}
 	}()
-	return d, nil
+	return srv, nil
 }
 
-// Addr is where the debug listener listens.
-func (d *Debug) Addr() net.Addr { return d.ln.Addr() }
-
-// Close stops the debug listener.
-func (d *Debug) Close() {
-	if d != nil {
-		_ = d.srv.Close()
+// Serve runs a started server until SIGINT or SIGTERM: it starts the debug
+// listener (cfg.DebugAddr), prints the readiness line, waits for the
+// signal, then calls stop and closes the debug listener. An error is fatal.
+func Serve(name string, cfg Config, ln net.Listener, stop func()) {
+	debug, err := startDebug(cfg.DebugAddr)
+	if err != nil {
+		Fatal(name, err)
+	}
+	ready(ln.Addr())
+	waitForSignal()
+	stop()
+	if debug != nil {
+		_ = debug.Close()
 	}
 }
 
-// Ready prints the one line that tells the benchmark the server accepts
+// ServeHTTP listens on cfg.Addr, serves h with net/http, and runs it with
+// Serve.
+func ServeHTTP(name string, cfg Config, h http.Handler) {
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		Fatal(name, err)
+	}
+	srv := &http.Server{Handler: h}
+	go func() { _ = srv.Serve(ln) }()
+	Serve(name, cfg, ln, func() { _ = srv.Close() })
+}
+
+// ready prints the one line that tells the benchmark the server accepts
 // connections: "listening on ADDR", ADDR being the bound address (so that
 // -addr 127.0.0.1:0 reports the port it got).
-func Ready(addr net.Addr) {
+func ready(addr net.Addr) {
 	fmt.Fprintf(os.Stderr, "listening on %s\n", addr)
 }
 
@@ -162,8 +174,8 @@ func Ready(addr net.Addr) {
 // right after the readiness line is never lost to the default action.
 var stopSignals = make(chan os.Signal, 1)
 
-// WaitForSignal blocks until SIGINT or SIGTERM (caught from Setup on).
-func WaitForSignal() {
+// waitForSignal blocks until SIGINT or SIGTERM (caught from Setup on).
+func waitForSignal() {
 	<-stopSignals
 	signal.Stop(stopSignals)
 }
