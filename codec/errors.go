@@ -22,7 +22,7 @@ var (
 	ErrControlTooLong       = newError(StatusProtocolError, "control frame payload over 125 bytes")
 	ErrControlFragmented    = newError(StatusProtocolError, "fragmented control frame")
 	ErrContinuationExpected = newError(StatusProtocolError, "new data frame while a fragmented message is in progress")
-	ErrContinuationUnexpect = newError(StatusProtocolError, "continuation frame with no message in progress")
+	ErrUnexpectedContinuation = newError(StatusProtocolError, "continuation frame with no message in progress")
 	ErrLengthMSB            = newError(StatusProtocolError, "64-bit payload length with the most significant bit set")
 	ErrCloseOneByte         = newError(StatusProtocolError, "close payload of one byte")
 	ErrCloseCode            = newError(StatusProtocolError, "invalid close code")

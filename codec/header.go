@@ -87,7 +87,7 @@ func CheckHeader(h Header, fragmented bool, rsvAllowed byte) error {
 	}
 	if h.OpCode == OpContinuation {
 		if !fragmented {
-			return ErrContinuationUnexpect
+			return ErrUnexpectedContinuation
 		}
 	} else if fragmented {
 		return ErrContinuationExpected

@@ -189,7 +189,7 @@ func TestEngineShutdownSendsGoingAway(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	if n := e.Conns(); n != 0 {
+	if n := e.Stats().Conns; n != 0 {
 		t.Fatalf("%d connections left", n)
 	}
 }

@@ -127,10 +127,6 @@ func removeStaleSocket(path string) {
 // Ready is closed once the engine listens on every address.
 func (e *Engine) Ready() <-chan struct{} { return e.ready }
 
-// Conns returns the number of open TCP connections (upgraded or not).
-// Any goroutine.
-func (e *Engine) Conns() int { return int(e.conns.Load()) }
-
 // Shutdown stops accepting connections, sends close 1001 to every open
 // WebSocket, waits for them to finish their closing handshakes (or for ctx
 // to end), and stops the event loops. It returns ctx.Err() if connections

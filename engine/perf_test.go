@@ -165,7 +165,7 @@ func measureIdle(tb testing.TB, n int) (heapPerConn, rssPerConn float64) {
 	defer clients.Close()
 	waitFor(tb, 30*time.Second, "all connections upgraded", func() bool { return h.open.Load() == int64(n) })
 	heap1, rss1 := memNow()
-	if got := e.Conns(); got != n {
+	if got := e.Stats().Conns; got != n {
 		tb.Fatalf("%d connections, want %d", got, n)
 	}
 	return float64(heap1-heap0) / float64(n), float64(rss1-rss0) / float64(n)

@@ -67,7 +67,7 @@ func (cc *closeCounts) list() []CloseCount {
 
 // Stats returns the engine's counters. Any goroutine.
 func (e *Engine) Stats() Stats {
-	s := Stats{Conns: e.Conns(), Upgrades: e.upgrades.Load(), CloseCodes: e.closes.list()}
+	s := Stats{Conns: int(e.conns.Load()), Upgrades: e.upgrades.Load(), CloseCodes: e.closes.list()}
 	for _, l := range *e.list.Load() {
 		s.Loops++
 		s.MessagesIn += l.stats.messagesIn.Load()
