@@ -433,19 +433,19 @@ func TestCloseStatus(t *testing.T) {
 // a code a server may send and a message naming the package.
 func TestErrorsHaveCloseCodes(t *testing.T) {
 	all := map[*Error]StatusCode{
-		ErrReservedOpcode:       StatusProtocolError,
-		ErrReservedBits:         StatusProtocolError,
-		ErrUnmasked:             StatusProtocolError,
-		ErrControlTooLong:       StatusProtocolError,
-		ErrControlFragmented:    StatusProtocolError,
-		ErrContinuationExpected: StatusProtocolError,
+		ErrReservedOpcode:         StatusProtocolError,
+		ErrReservedBits:           StatusProtocolError,
+		ErrUnmasked:               StatusProtocolError,
+		ErrControlTooLong:         StatusProtocolError,
+		ErrControlFragmented:      StatusProtocolError,
+		ErrContinuationExpected:   StatusProtocolError,
 		ErrUnexpectedContinuation: StatusProtocolError,
-		ErrLengthMSB:            StatusProtocolError,
-		ErrCloseOneByte:         StatusProtocolError,
-		ErrCloseCode:            StatusProtocolError,
-		ErrInvalidUTF8:          StatusInvalidPayload,
-		ErrInvalidCloseUTF8:     StatusInvalidPayload,
-		ErrMessageTooBig:        StatusMessageTooBig,
+		ErrLengthMSB:              StatusProtocolError,
+		ErrCloseOneByte:           StatusProtocolError,
+		ErrCloseCode:              StatusProtocolError,
+		ErrInvalidUTF8:            StatusInvalidPayload,
+		ErrInvalidCloseUTF8:       StatusInvalidPayload,
+		ErrMessageTooBig:          StatusMessageTooBig,
 	}
 	msgs := map[string]bool{}
 	for e, code := range all {
