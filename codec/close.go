@@ -27,19 +27,28 @@ func ParseClose(p []byte) (code StatusCode, reason []byte, err error) {
 }
 
 // AppendClose appends a close payload to dst: the big-endian code, then
-// reason cut to fit the 125-byte control payload limit (at a rune boundary,
-// so the reason stays valid UTF-8). A zero code appends nothing, which sends
-// a close frame without status.
+// reason, cut to fit the 125-byte control payload limit at a rune boundary
+// and cut before its first byte that is not valid UTF-8, so the peer always
+// gets a payload ParseClose accepts. A zero code appends nothing, which
+// sends a close frame without status. It does not allocate beyond dst.
 func AppendClose(dst []byte, code StatusCode, reason string) []byte {
 	if code == 0 {
 		return dst
 	}
 	dst = binary.BigEndian.AppendUint16(dst, uint16(code))
-	if len(reason) > MaxControlPayload-2 {
-		reason = reason[:MaxControlPayload-2]
-		for len(reason) > 0 && !utf8.ValidString(reason) {
-			reason = reason[:len(reason)-1]
+	return append(dst, reason[:validCloseReason(reason)]...)
+}
+
+// validCloseReason returns the length of the longest prefix of reason that
+// is valid UTF-8 and fits a close payload with its 2-byte code.
+func validCloseReason(reason string) int {
+	n := 0
+	for n < len(reason) {
+		r, size := utf8.DecodeRuneInString(reason[n:])
+		if r == utf8.RuneError && size <= 1 || n+size > MaxControlPayload-2 {
+			break
 		}
+		n += size
 	}
-	return append(dst, reason...)
+	return n
 }

@@ -136,6 +136,11 @@ func TestAppendClose(t *testing.T) {
 		{name: "2-byte rune across 123", code: 1000, reason: strings.Repeat("a", 122) + "é", want: closePayload(1000, strings.Repeat("a", 122))},
 		{name: "3-byte rune ending at 123", code: 1000, reason: strings.Repeat("a", 120) + "€b", want: closePayload(1000, strings.Repeat("a", 120)+"€")},
 		{name: "4-byte rune across 123", code: 1000, reason: strings.Repeat("a", 121) + "😀", want: closePayload(1000, strings.Repeat("a", 121))},
+		{name: "invalid byte cuts the reason", code: 1000, reason: "ok\xffrest", want: closePayload(1000, "ok")},
+		{name: "truncated rune cuts the reason", code: 1000, reason: "ab\xe2\x82", want: closePayload(1000, "ab")},
+		{name: "surrogate cuts the reason", code: 1000, reason: "x\xed\xa0\x80y", want: closePayload(1000, "x")},
+		{name: "invalid first byte leaves no reason", code: 1001, reason: "\xc0\xafabc", want: []byte{0x03, 0xe9}},
+		{name: "U+FFFD itself is valid", code: 1000, reason: "a\uFFFDb", want: closePayload(1000, "a\uFFFDb")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
