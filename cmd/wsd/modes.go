@@ -63,15 +63,26 @@ type chatConn struct {
 	presence bool
 }
 
+// presencePrefix starts the hub topic of a room's presence events. A room
+// is a request path, which never holds a space (the space ends the target
+// in the request line, and chatUpgrade refuses rooms with spaces or control
+// bytes anyway), so no client can join or publish to a presence topic by
+// naming it as its room.
+const presencePrefix = "presence "
+
 // presenceTopic is the hub topic on which a room's presence events go.
-func presenceTopic(room string) string { return "presence:" + room }
+func presenceTopic(room string) string { return presencePrefix + room }
 
 // chatUpgrade takes the room from the path ("/chat/lobby" is room
-// "chat/lobby"; "/" is room "lobby").
+// "chat/lobby"; "/" is room "lobby"). A path with a space or a control byte
+// is refused with 400.
 func chatUpgrade(r *engine.Request) *engine.Response {
 	room := strings.TrimPrefix(r.Path(), "/")
 	if room == "" {
 		room = "lobby"
+	}
+	if strings.ContainsFunc(room, func(c rune) bool { return c <= ' ' || c == 0x7f }) {
+		return &engine.Response{Status: http.StatusBadRequest, Body: []byte("a room name holds no spaces or control characters\n")}
 	}
 	r.Context = &chatConn{room: room, presence: r.Query("presence") == "1"}
 	return nil
