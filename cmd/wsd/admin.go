@@ -189,7 +189,7 @@ var (
 	descFramesOut  = prometheus.NewDesc("wsd_frames_sent_total", "Frames sent (data and control).", nil, nil)
 	descBytesOut   = prometheus.NewDesc("wsd_sent_bytes_total", "Bytes of sent frames, headers included.", nil, nil)
 	descWrites     = prometheus.NewDesc("wsd_socket_writes_total", "Write or writev calls that carried the sent frames (frames per call is the batching).", nil, nil)
-	descCloses     = prometheus.NewDesc("wsd_closes_total", "Connections ended, by close code (1006: without a close handshake).", []string{"code"}, nil)
+	descCloses     = prometheus.NewDesc("wsd_closes_total", "Connections ended, by close code (1006: without a close handshake; 3xxx, 4xxx, other: codes RFC 6455 does not define).", []string{"code"}, nil)
 	descPublished  = prometheus.NewDesc("wsd_published_total", "Publish calls.", nil, nil)
 	descDelivered  = prometheus.NewDesc("wsd_delivered_total", "Broadcast frames handed to sockets.", nil, nil)
 	descDropped    = prometheus.NewDesc("wsd_dropped_total", "Broadcast frames skipped for slow consumers.", nil, nil)
@@ -219,8 +219,12 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(descFramesOut, s.FramesOut)
 	counter(descBytesOut, s.BytesOut)
 	counter(descWrites, s.Writes)
+	closes := map[string]int64{}
 	for _, cc := range s.CloseCodes {
-		ch <- prometheus.MustNewConstMetric(descCloses, prometheus.CounterValue, float64(cc.Count), strconv.Itoa(int(cc.Code)))
+		closes[closeLabel(cc.Code)] += cc.Count
+	}
+	for label, n := range closes {
+		ch <- prometheus.MustNewConstMetric(descCloses, prometheus.CounterValue, float64(n), label)
 	}
 	if m.a.hub != nil {
 		h := m.a.hub.Stats()
@@ -231,4 +235,22 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		gauge(descTopics, int64(h.Topics))
 		gauge(descSubs, h.Subscriptions)
 	}
+}
+
+// closeLabel is the code label of wsd_closes_total. Peers choose the codes
+// they close with, so only the codes RFC 6455 and its IANA registry define
+// (1000-1003 and 1005-1015) keep their number; the others are counted
+// together as "3xxx" (registered for libraries and frameworks), "4xxx"
+// (private use) or "other" (unassigned or invalid): whatever clients send,
+// the metric has at most 18 series.
+func closeLabel(code codec.StatusCode) string {
+	switch {
+	case code >= 1000 && code <= 1015 && code != 1004:
+		return strconv.Itoa(int(code))
+	case code >= 3000 && code <= 3999:
+		return "3xxx"
+	case code >= 4000 && code <= 4999:
+		return "4xxx"
+	}
+	return "other"
 }
