@@ -32,8 +32,8 @@ type Conn struct {
 	loop   *Loop
 	id     uint64
 	remote net.Addr
-	proto  string     // selected subprotocol
-	extra  *connExtra // what only some connections need; nil for most
+	proto  string                    // selected subprotocol
+	extra  atomic.Pointer[connExtra] // what only some connections need; nil for most
 	ctx    any
 
 	dec codec.Decoder
@@ -46,6 +46,7 @@ type Conn struct {
 
 	closeCode   codec.StatusCode
 	closeRemote bool
+	searched    uint32 // handshake: bytes of the request searched for its end so far
 
 	lastRead int64 // engine clock, ns
 	lastPing int64
@@ -58,7 +59,9 @@ type Conn struct {
 
 // connExtra holds what most connections never need, to keep Conn in a
 // 256-byte allocation: the request URI and headers (with Options.KeepPath
-// and KeepHeaders) and the close reason.
+// and KeepHeaders) and the close reason. path and header are set before the
+// connExtra is stored in Conn.extra and never change, so Path and Header
+// may read them from any goroutine; closeReason is the loop's alone.
 type connExtra struct {
 	path        string
 	header      []byte
@@ -67,10 +70,12 @@ type connExtra struct {
 
 // more returns c's connExtra, allocating it on first use. Loop only.
 func (c *Conn) more() *connExtra {
-	if c.extra == nil {
-		c.extra = new(connExtra)
+	x := c.extra.Load()
+	if x == nil {
+		x = new(connExtra)
+		c.extra.Store(x)
 	}
-	return c.extra
+	return x
 }
 
 // ID returns the connection's id, unique within its Engine. Any goroutine.
@@ -85,20 +90,20 @@ func (c *Conn) Subprotocol() string { return c.proto }
 // Path returns the request URI (path and query) of the upgrade request when
 // Options.KeepPath is set, and "" otherwise. Any goroutine.
 func (c *Conn) Path() string {
-	if c.extra == nil {
-		return ""
+	if x := c.extra.Load(); x != nil {
+		return x.path
 	}
-	return c.extra.path
+	return ""
 }
 
 // Header returns the first value of request header name (case-insensitive)
 // when Options.KeepHeaders is set, and "" otherwise. Any goroutine.
 func (c *Conn) Header(name string) string {
-	if c.extra == nil {
-		return ""
+	if x := c.extra.Load(); x != nil {
+		v, _ := headerValue(x.header, name)
+		return v
 	}
-	v, _ := headerValue(c.extra.header, name)
-	return v
+	return ""
 }
 
 // Context returns the value set by SetContext or by Options.OnUpgrade
@@ -324,6 +329,10 @@ func (c *Conn) linger(discard bool) {
 	}
 	l := c.loop
 	c.deadline = l.e.clock() + int64(l.e.opts.CloseTimeout)
+	if l.e.opts.CloseTimeout == 0 { // no wait: close once the current event is done
+		l.enqueue(task{kind: taskHangUp, c: c})
+		return
+	}
 	l.wheel.schedule(c, c.deadline)
 }
 
@@ -342,8 +351,8 @@ func (c *Conn) closeError(err error) *CloseError {
 		return &CloseError{Code: codec.StatusAbnormalClosure, Err: err}
 	}
 	ce := &CloseError{Code: c.closeCode, Remote: c.closeRemote}
-	if c.extra != nil {
-		ce.Reason = c.extra.closeReason
+	if x := c.extra.Load(); x != nil {
+		ce.Reason = x.closeReason
 	}
 	return ce
 }

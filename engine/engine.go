@@ -221,6 +221,9 @@ func (ev *events) OnTraffic(gc gnet.Conn) gnet.Action {
 		return gnet.Close
 	}
 	l := c.loop
+	if l.enter() {
+		defer l.exit()
+	}
 	if c.state == stateHandshake {
 		if act := l.handshake(c); act != gnet.None || c.state != stateOpen {
 			return act
@@ -255,7 +258,7 @@ func (ev *events) OnClose(gc gnet.Conn, err error) gnet.Action {
 				ent.Write(zap.Uint64("id", c.id), zap.Error(err))
 			}
 		}
-		e.h.OnClose(c, ce)
+		l.closed(c, ce)
 	}
 	return gnet.None
 }

@@ -44,6 +44,12 @@ type Loop struct {
 
 	flushers []Flusher // to run once the current batch of work is done
 
+	// inEvent is set while the loop runs Handler code for one gnet event
+	// (a connection's input, a batch of tasks, a close); Handler.OnClose
+	// calls that come up meanwhile wait in gone (see closed).
+	inEvent bool
+	gone    []goneConn
+
 	stats loopStats
 }
 
@@ -54,6 +60,7 @@ const (
 	taskClose                        // start the closing handshake of c
 	taskShutdown                     // close every connection with 1001
 	taskRun                          // run a posted Task
+	taskHangUp                       // close c's TCP connection (a closing handshake that does not wait)
 )
 
 type task struct {
@@ -92,6 +99,9 @@ func (l *Loop) ring() {
 
 // drain runs queued tasks and due timers. Loop only.
 func (l *Loop) drain(context.Context) error {
+	if l.enter() {
+		defer l.exit()
+	}
 	l.ringing.Store(false) // before taking the queue: a later enqueue rings again
 	l.mu.Lock()
 	q := l.queue
@@ -129,6 +139,10 @@ func (l *Loop) run(t *task) {
 		c.startClose(t.code, t.reason, false)
 	case taskRun:
 		t.run.Run(l)
+	case taskHangUp:
+		if c.state == stateClosing {
+			c.closeNow()
+		}
 	case taskShutdown:
 		for c := l.conns.head; c != nil; {
 			next := c.next
@@ -268,4 +282,52 @@ func (l *Loop) flush() {
 		l.flushers[i] = nil
 	}
 	l.flushers = l.flushers[:0]
+}
+
+// goneConn is a connection whose Handler.OnClose waits for the current
+// event to end.
+type goneConn struct {
+	c   *Conn
+	err *CloseError
+}
+
+// enter marks the start of an event in which Handler code may run. Events
+// do not nest; enter inside one is a no-op. Loop only.
+func (l *Loop) enter() bool {
+	if l.inEvent {
+		return false
+	}
+	l.inEvent = true
+	return true
+}
+
+// exit ends the event: it runs the Handler.OnClose calls that waited for
+// it, in the order the connections closed (a close they cause waits its
+// turn in the same list). Loop only.
+func (l *Loop) exit() {
+	for i := 0; i < len(l.gone); i++ {
+		g := l.gone[i]
+		l.gone[i] = goneConn{}
+		l.e.h.OnClose(g.c, g.err)
+	}
+	l.gone = l.gone[:0]
+	l.inEvent = false
+}
+
+// closed delivers Handler.OnClose for c. gnet closes a connection whose
+// write fails at once, inside the callback that wrote: a handler writing to
+// connection B from OnMessage(A), or a broadcast task walking its
+// subscribers, would otherwise see B's OnClose run nested in its own call
+// and change the state it is walking. So during an event the call waits
+// until the event's Handler code has returned (exit); the connection is
+// already closed for writes (Write returns ErrClosed, IsOpen is false).
+// Loop only.
+func (l *Loop) closed(c *Conn, ce *CloseError) {
+	if l.inEvent {
+		l.gone = append(l.gone, goneConn{c: c, err: ce})
+		return
+	}
+	l.enter()
+	l.e.h.OnClose(c, ce)
+	l.exit()
 }

@@ -3,7 +3,9 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,8 +24,8 @@ const (
 )
 
 // Options configures an Engine. The zero value is valid: every zero field
-// takes the default its comment names. Durations may be negative to turn the
-// feature off.
+// takes the default its comment names, and a negative duration or size
+// turns that timeout or limit off.
 type Options struct {
 	// Addrs are the listen addresses: "tcp://host:port", "tcp4://",
 	// "tcp6://", or "unix:///path/to.sock". A bare "host:port" means tcp.
@@ -67,8 +69,9 @@ type Options struct {
 	IdleTimeout time.Duration
 
 	// CloseTimeout bounds the wait for the peer's close frame (or TCP close)
-	// once wsd has sent its own close frame. 0 or negative means
-	// DefaultCloseTimeout (5 s).
+	// once wsd has sent its own close frame. 0 means DefaultCloseTimeout
+	// (5 s); negative means no wait: the TCP connection is closed as soon
+	// as the close frame has been handed to the socket.
 	CloseTimeout time.Duration
 
 	// AllowedOrigins lists the Origin header values accepted at upgrade
@@ -136,6 +139,11 @@ func (o Options) withDefaults() (Options, error) {
 		if rest == "" {
 			return o, fmt.Errorf("engine: address %q has no host:port or path", a)
 		}
+		if scheme != "unix" {
+			if err := checkHostPort(rest); err != nil {
+				return o, fmt.Errorf("engine: address %q: %v", a, err)
+			}
+		}
 		addrs[i] = a
 	}
 	o.Addrs = addrs
@@ -157,9 +165,7 @@ func (o Options) withDefaults() (Options, error) {
 	o.HandshakeTimeout = orDefault(o.HandshakeTimeout, DefaultHandshakeTimeout)
 	o.PingInterval = orDefault(o.PingInterval, DefaultPingInterval)
 	o.IdleTimeout = orDefault(o.IdleTimeout, DefaultIdleTimeout)
-	if o.CloseTimeout <= 0 { // it cannot be turned off: closing must end
-		o.CloseTimeout = DefaultCloseTimeout
-	}
+	o.CloseTimeout = orDefault(o.CloseTimeout, DefaultCloseTimeout)
 	if o.PingInterval > 0 && o.IdleTimeout > 0 && o.IdleTimeout <= o.PingInterval {
 		return o, fmt.Errorf("engine: IdleTimeout (%v) must exceed PingInterval (%v)", o.IdleTimeout, o.PingInterval)
 	}
@@ -172,6 +178,19 @@ func (o Options) withDefaults() (Options, error) {
 		o.Logger = zap.NewNop()
 	}
 	return o, nil
+}
+
+// checkHostPort checks a TCP listen address: "host:port" or ":port", with a
+// port number from 0 to 65535.
+func checkHostPort(hostport string) error {
+	_, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return errors.New("want host:port, e.g. 127.0.0.1:8080 or :8080")
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	return nil
 }
 
 // orDefault maps 0 to def and negative to 0 ("off").

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
@@ -22,6 +23,8 @@ type upgrader struct {
 	rw     io.ReadWriter
 	req    Request
 	reject *Response
+
+	searched int64 // bytes searched for the end of a request, ever (tests check it stays linear)
 }
 
 // outcome is what process made of the buffered bytes.
@@ -65,24 +68,38 @@ func newUpgrader(o *Options) *upgrader {
 	return u
 }
 
+// headEnd ends an HTTP request's header.
+var headEnd = []byte("\r\n\r\n")
+
+// resumeAt returns where the search for headEnd may resume once more bytes
+// follow buf: its last 3 bytes may start the terminator.
+func resumeAt(buf []byte) int { return max(0, len(buf)-(len(headEnd)-1)) }
+
 var errRejected = ws.RejectConnectionError(ws.RejectionStatus(http.StatusForbidden))
 
 // process reads the upgrade request at the start of buf, which holds the
 // first min(buffered, MaxHeaderBytes) of the connection's buffered bytes.
-// It leaves the response in u.out. On upgraded, u.req is still valid (it
-// aliases buf) until the next call, and hs is the negotiated handshake.
-func (u *upgrader) process(buf []byte, buffered int, remote net.Addr) (res outcome, headLen int, hs ws.Handshake) {
+// The first from bytes of buf were searched by an earlier call that
+// returned needMore (resumeAt(buf) of that call's buf), so a request that
+// arrives a byte at a time costs linear time, not quadratic. It leaves the
+// response in u.out. On upgraded, u.req is still valid (it aliases buf)
+// until the next call, and hs is the negotiated handshake.
+func (u *upgrader) process(buf []byte, buffered, from int, remote net.Addr) (res outcome, headLen int, hs ws.Handshake) {
 	u.out = u.out[:0]
 	u.req = Request{}
 	u.reject = nil
-	end := bytes.Index(buf, []byte("\r\n\r\n"))
-	if end < 0 {
+	from = min(from, len(buf))
+	u.searched += int64(len(buf) - from)
+	end := bytes.Index(buf[from:], headEnd)
+	if end >= 0 {
+		end += from
+	} else {
 		if buffered >= u.o.MaxHeaderBytes {
 			return u.answer(&Response{Status: http.StatusRequestHeaderFieldsTooLarge, Body: []byte("request header too large\n")}), 0, hs
 		}
 		return needMore, 0, hs
 	}
-	head := buf[:end+4]
+	head := buf[:end+len(headEnd)]
 	line, headers, _ := bytes.Cut(head, crlf)
 	method, rest, ok1 := bytes.Cut(line, []byte{' '})
 	uri, proto, ok2 := bytes.Cut(rest, []byte{' '})
@@ -153,10 +170,13 @@ func (u *upgrader) answer(r *Response) outcome {
 	b = strconv.AppendInt(b, int64(len(r.Body)), 10)
 	b = append(b, "\r\n"...)
 	for k, vs := range r.Header {
+		if !isToken(k) {
+			continue // not a header name: it would break the response
+		}
 		for _, v := range vs {
 			b = append(b, k...)
 			b = append(b, ": "...)
-			b = append(b, v...)
+			b = appendHeaderValue(b, v)
 			b = append(b, "\r\n"...)
 		}
 	}
@@ -166,6 +186,35 @@ func (u *upgrader) answer(r *Response) outcome {
 	}
 	u.out = b
 	return answered
+}
+
+// isToken reports whether s is an HTTP token (RFC 9110 section 5.6.2), the
+// syntax of a header name.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// appendHeaderValue appends v with CR, LF and NUL turned into spaces, as
+// net/http does, so that a value from a hook cannot end the header line and
+// inject headers or a body of its own.
+func appendHeaderValue(b []byte, v string) []byte {
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c == '\r' || c == '\n' || c == 0 {
+			c = ' '
+		}
+		b = append(b, c)
+	}
+	return b
 }
 
 // handshake reads the upgrade request of c from its buffered bytes. It
@@ -180,10 +229,11 @@ func (l *Loop) handshake(c *Conn) gnet.Action {
 	if err != nil {
 		return gnet.Close
 	}
-	res, headLen, hs := u.process(buf, n, c.remote)
+	res, headLen, hs := u.process(buf, n, int(c.searched), c.remote)
 	defer func() { u.req = Request{} }() // it aliases the input
 	switch res {
 	case needMore:
+		c.searched = uint32(resumeAt(buf))
 		return gnet.None
 	case answered:
 		if _, err := gc.Write(u.out); err == nil {
@@ -195,11 +245,15 @@ func (l *Loop) handshake(c *Conn) gnet.Action {
 		return gnet.None // gnet has closed the connection
 	}
 	c.proto = hs.Protocol
-	if u.o.KeepPath {
-		c.more().path = string(u.req.uri)
-	}
-	if u.o.KeepHeaders {
-		c.more().header = bytes.Clone(u.req.head)
+	if u.o.KeepPath || u.o.KeepHeaders {
+		x := new(connExtra) // filled before it is published: Path and Header read it from any goroutine
+		if u.o.KeepPath {
+			x.path = string(u.req.uri)
+		}
+		if u.o.KeepHeaders {
+			x.header = bytes.Clone(u.req.head)
+		}
+		c.extra.Store(x)
 	}
 	c.ctx = u.req.Context
 	_, _ = gc.Discard(headLen) // the request may be a pooled copy: done with it only now

@@ -49,7 +49,7 @@ func fuzzUpgrader(t testing.TB) *upgrader {
 func TestUpgradeProcess(t *testing.T) {
 	u := fuzzUpgrader(t)
 	req := []byte(validRequest + "\x81\x85frame")
-	res, n, hs := u.process(req, len(req), nil)
+	res, n, hs := u.process(req, len(req), 0, nil)
 	if res != upgraded || n != len(validRequest) || hs.Protocol != "v2" {
 		t.Fatalf("got outcome %d, length %d, protocol %q", res, n, hs.Protocol)
 	}
@@ -60,7 +60,7 @@ func TestUpgradeProcess(t *testing.T) {
 		t.Fatalf("OnUpgrade context %v", u.req.Context)
 	}
 	for i := range len(validRequest) - 1 {
-		if res, _, _ := u.process(req[:i], i, nil); res != needMore {
+		if res, _, _ := u.process(req[:i], i, 0, nil); res != needMore {
 			t.Fatalf("prefix of %d bytes: outcome %d, want needMore", i, res)
 		}
 	}
@@ -95,7 +95,7 @@ func FuzzUpgrade(f *testing.F) {
 	u := fuzzUpgrader(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		buf := data[:min(len(data), u.o.MaxHeaderBytes)]
-		res, n, _ := u.process(buf, len(data), nil)
+		res, n, _ := u.process(buf, len(data), 0, nil)
 		switch res {
 		case needMore:
 			if len(data) >= u.o.MaxHeaderBytes || bytes.Contains(buf, []byte("\r\n\r\n")) {
