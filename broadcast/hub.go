@@ -2,6 +2,7 @@ package broadcast
 
 import (
 	"errors"
+	"math"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -28,7 +29,8 @@ const DefaultMaxBuffered = 1 << 20
 type Options struct {
 	// MaxBuffered caps the bytes a connection may have waiting to be sent
 	// (gnet's outbound buffer plus frames queued by the hub) before
-	// Policy applies. 0 means DefaultMaxBuffered (1 MiB).
+	// Policy applies. 0 means DefaultMaxBuffered (1 MiB); negative means no
+	// cap.
 	MaxBuffered int
 	// Policy for frames over the cap: Drop (the default) or Close.
 	Policy Policy
@@ -44,7 +46,7 @@ type Hub struct {
 
 	mu     sync.RWMutex
 	topics map[string]*topic
-	loops  atomic.Pointer[[]*loopHub] // by engine.Loop.Index
+	loops  atomic.Pointer[[]*loopHub] // one per event loop, of any number of engines; copied on write
 
 	conns connIndex
 
@@ -54,8 +56,11 @@ type Hub struct {
 
 // New returns a Hub.
 func New(o Options) *Hub {
-	if o.MaxBuffered <= 0 {
+	switch {
+	case o.MaxBuffered == 0:
 		o.MaxBuffered = DefaultMaxBuffered
+	case o.MaxBuffered < 0:
+		o.MaxBuffered = math.MaxInt
 	}
 	if o.CloseCode == 0 {
 		o.CloseCode = codec.StatusPolicyViolation
@@ -88,8 +93,14 @@ type Message struct {
 	Exclude uint64
 }
 
-// ErrNoConn is returned by SendTo for an id the hub does not know.
-var ErrNoConn = errors.New("broadcast: no such connection")
+var (
+	// ErrNoConn is returned by SendTo for an id the hub does not know.
+	ErrNoConn = errors.New("broadcast: no such connection")
+	// ErrNotManaged is returned by Subscribe for a connection that was not
+	// opened through the hub's Handler: the hub would never learn that it
+	// closed, and would keep it (and its topics) forever.
+	ErrNotManaged = errors.New("broadcast: connection not opened through Hub.Handler")
+)
 
 // Publish sends payload to every subscriber of topic and returns the number
 // of subscribers at the time of the call. Any goroutine; payload is copied.
@@ -220,30 +231,39 @@ func (h *Hub) Stats() Stats {
 	}
 	h.mu.RUnlock()
 	for _, lh := range *h.loops.Load() {
-		if lh != nil {
-			s.Delivered += lh.delivered.Load()
-			s.Dropped += lh.dropped.Load()
-			s.SlowClosed += lh.slowClosed.Load()
-		}
+		s.Delivered += lh.delivered.Load()
+		s.Dropped += lh.dropped.Load()
+		s.SlowClosed += lh.slowClosed.Load()
 	}
 	return s
 }
 
 // loopHubFor returns the hub's state for loop l, creating it on first use.
+// Loops are told apart by identity, not by Loop.Index: one Hub may serve
+// the loops of several Engines, whose indexes repeat.
 func (h *Hub) loopHubFor(l *engine.Loop) *loopHub {
-	if ls := *h.loops.Load(); l.Index() < len(ls) && ls[l.Index()] != nil {
-		return ls[l.Index()]
+	if lh := findLoopHub(*h.loops.Load(), l); lh != nil {
+		return lh
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	ls := *h.loops.Load()
-	if l.Index() < len(ls) && ls[l.Index()] != nil {
-		return ls[l.Index()]
+	if lh := findLoopHub(ls, l); lh != nil {
+		return lh
 	}
-	n := make([]*loopHub, max(len(ls), l.Index()+1))
-	copy(n, ls)
 	lh := newLoopHub(h, l)
-	n[l.Index()] = lh
+	n := append(append(make([]*loopHub, 0, len(ls)+1), ls...), lh)
 	h.loops.Store(&n)
 	return lh
+}
+
+// findLoopHub returns the entry of ls for l, or nil. There is one entry per
+// event loop (a few per CPU), so a scan beats a map.
+func findLoopHub(ls []*loopHub, l *engine.Loop) *loopHub {
+	for _, lh := range ls {
+		if lh.loop == l {
+			return lh
+		}
+	}
+	return nil
 }

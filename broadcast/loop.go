@@ -53,10 +53,16 @@ type membership struct {
 }
 
 // Subscribe adds c to topics. Loop only (call it from c's handlers).
-// Subscribing twice to a topic is a no-op.
-func (h *Hub) Subscribe(c *engine.Conn, topics ...string) {
+// Subscribing twice to a topic is a no-op. c must have been opened through
+// h.Handler, which removes its subscriptions when it closes: otherwise
+// Subscribe returns ErrNotManaged and changes nothing. It returns
+// engine.ErrClosed for a connection that is closing.
+func (h *Hub) Subscribe(c *engine.Conn, topics ...string) error {
 	if !c.IsOpen() {
-		return
+		return engine.ErrClosed
+	}
+	if h.conns.get(c.ID()) != c {
+		return ErrNotManaged
 	}
 	lh := h.loopHubFor(c.Loop())
 	s := lh.subs[c]
@@ -75,6 +81,7 @@ func (h *Hub) Subscribe(c *engine.Conn, topics ...string) {
 		lt.members = append(lt.members, s)
 		lt.t.count.Add(1)
 	}
+	return nil
 }
 
 // Unsubscribe removes c from topics. Loop only.
@@ -115,7 +122,7 @@ type asyncSub struct {
 
 func (a *asyncSub) Run(*engine.Loop) {
 	if a.on {
-		a.h.Subscribe(a.c, a.topics...)
+		_ = a.h.Subscribe(a.c, a.topics...) // a closed or unmanaged connection subscribes to nothing
 	} else {
 		a.h.Unsubscribe(a.c, a.topics...)
 	}
