@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/pprof"
 	"strconv"
@@ -27,22 +28,20 @@ type admin struct {
 	hub      *broadcast.Hub
 	stats    func() engine.Stats
 	token    string
-	maxMsg   int64 // largest payload that may be published
-	maxBody  int64
+	maxMsg   int64 // largest payload that may be published; 0: no limit
+	maxBody  int64 // largest body of POST /api/publish; 0: no limit
 	mux      *http.ServeMux
 	registry *prometheus.Registry
 }
 
 // newAdmin builds the admin handler. token, if not empty, is required as
 // "Authorization: Bearer TOKEN" on /api/. maxMessage bounds published
-// payloads (larger: 413), as the WebSocket side bounds received ones.
+// payloads (larger: 413) as -max-message-size bounds received ones, and
+// like it, 0 means no limit.
 func newAdmin(hub *broadcast.Hub, stats func() engine.Stats, token string, maxMessage int64, withPprof bool) *admin {
 	a := &admin{hub: hub, stats: stats, token: token, mux: http.NewServeMux()}
-	if maxMessage <= 0 {
-		maxMessage = 16 << 20
-	}
 	a.maxMsg = maxMessage
-	a.maxBody = maxMessage*4/3 + 64<<10 // base64 and JSON overhead
+	a.maxBody = publishBodyLimit(maxMessage)
 	a.registry = prometheus.NewRegistry()
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), &metrics{a: a})
 
@@ -60,6 +59,17 @@ func newAdmin(hub *broadcast.Hub, stats func() engine.Stats, token string, maxMe
 		a.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	return a
+}
+
+// publishBodyLimit bounds the body of a publish request: room for the
+// largest payload as base64 (4/3 of it) and the JSON around it. It is 0 (no
+// limit) when payloads have no limit, or one too large for that room to fit
+// an int64.
+func publishBodyLimit(maxMessage int64) int64 {
+	if maxMessage <= 0 || maxMessage > math.MaxInt64/4 {
+		return 0
+	}
+	return maxMessage*4/3 + 64<<10
 }
 
 func (a *admin) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
@@ -97,7 +107,11 @@ type publishRequest struct {
 
 func (a *admin) publish(w http.ResponseWriter, r *http.Request) {
 	var req publishRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, a.maxBody))
+	body := r.Body
+	if a.maxBody > 0 {
+		body = http.MaxBytesReader(w, body, a.maxBody)
+	}
+	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
 		var tooBig *http.MaxBytesError
@@ -147,7 +161,7 @@ func (a *admin) publish(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, `"data" (text) or "data_base64" (binary) is required`)
 		return
 	}
-	if int64(len(payload)) > a.maxMsg {
+	if a.maxMsg > 0 && int64(len(payload)) > a.maxMsg {
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("payload of %d bytes is over max-message-size (%d)", len(payload), a.maxMsg))
 		return
 	}

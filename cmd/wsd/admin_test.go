@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -189,6 +190,23 @@ func TestAdminPublishRequests(t *testing.T) {
 				t.Errorf("hub counted %d publishes, want 1", published)
 			}
 		})
+	}
+}
+
+// TestAdminPublishBodyLimit checks the bound on publish bodies: none
+// without a payload limit, and no overflow for the largest limits.
+func TestAdminPublishBodyLimit(t *testing.T) {
+	for _, tc := range []struct{ maxMessage, want int64 }{
+		{0, 0},
+		{3, 4 + 64<<10},
+		{16 << 20, 16<<20*4/3 + 64<<10},
+		{math.MaxInt64 / 4, math.MaxInt64/4*4/3 + 64<<10},
+		{math.MaxInt64/4 + 1, 0},
+		{math.MaxInt64, 0},
+	} {
+		if got := publishBodyLimit(tc.maxMessage); got != tc.want {
+			t.Errorf("publishBodyLimit(%d) = %d, want %d", tc.maxMessage, got, tc.want)
+		}
 	}
 }
 
