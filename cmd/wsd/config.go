@@ -1,30 +1,36 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"math"
+	"net"
 	"os"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
-
-	"gopkg.in/yaml.v3"
 )
 
 // config is everything wsd can be told. Each field is a flag; the same name
 // with underscores is a key of the YAML config file, and WSD_ plus the name
 // in upper case with underscores is an environment variable. Flags win over
 // the environment, which wins over the file.
+//
+// In the daemon 0 turns a limit or a timeout off (engineOptions and
+// hubOptions turn that into the negative values of engine.Options and
+// broadcast.Options); -event-loops 0 is one loop per CPU, and
+// -max-header-bytes cannot be off.
 type config struct {
 	ConfigFile       string
 	Addr             string
 	Mode             string
 	EventLoops       int
 	ReusePort        bool
-	MaxMessageSize   byteSize
-	MaxHeaderBytes   byteSize
+	MaxMessageSize   int64
+	MaxHeaderBytes   int64 // fits an int
 	HandshakeTimeout time.Duration
 	PingInterval     time.Duration
 	IdleTimeout      time.Duration
@@ -33,7 +39,7 @@ type config struct {
 	Subprotocols     string
 	SkipSender       bool
 	ClientPublish    string
-	MaxBuffered      byteSize
+	MaxBuffered      int64 // fits an int
 	SlowPolicy       string
 	SlowCloseCode    int
 	AdminAddr        string
@@ -41,158 +47,283 @@ type config struct {
 	Pprof            bool
 	LogLevel         string
 	LogFormat        string
+
+	// from records where each setting that was given came from, by flag
+	// name, for the errors about relations between settings.
+	from map[string]source
 }
 
+// newFlagSet sets c to the defaults and returns the flags bound to its
+// fields. Each flag value checks what it is set to (see values.go).
 func newFlagSet(c *config) *flag.FlagSet {
 	fs := flag.NewFlagSet("wsd", flag.ContinueOnError)
-	fs.StringVar(&c.ConfigFile, "config", "", "YAML config file (see configs/wsd.yaml)")
-	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8080", "listen addresses, comma-separated: host:port, tcp://host:port or unix:///path.sock")
-	fs.StringVar(&c.Mode, "mode", "chat", "what to serve: chat (rooms by URL path, demo page at /), push (topics and a publish API) or echo")
-	fs.IntVar(&c.EventLoops, "event-loops", 0, "event loops (0: one per CPU)")
-	fs.BoolVar(&c.ReusePort, "reuse-port", runtime.GOOS == "linux", "one SO_REUSEPORT listener per event loop: the kernel spreads accepts, no acceptor hands connections over (Linux; note a second wsd on the same port then starts and shares it)")
-	c.MaxMessageSize = 16 << 20
-	fs.Var(&c.MaxMessageSize, "max-message-size", "largest message accepted, e.g. 16MiB, 65536 (larger: close 1009)")
-	c.MaxHeaderBytes = 8 << 10
-	fs.Var(&c.MaxHeaderBytes, "max-header-bytes", "largest upgrade request header (larger: HTTP 431)")
-	fs.DurationVar(&c.HandshakeTimeout, "handshake-timeout", 10*time.Second, "time allowed from accept to a complete upgrade request (0: none)")
-	fs.DurationVar(&c.PingInterval, "ping-interval", 20*time.Second, "ping a connection silent for this long (0: no pings)")
-	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 60*time.Second, "close (1001) a connection silent for this long, pongs included (0: never)")
-	fs.DurationVar(&c.CloseTimeout, "close-timeout", 5*time.Second, "wait this long for the peer's close frame after sending ours")
-	fs.StringVar(&c.Origins, "origins", "", "allowed Origin values, comma-separated (empty: any)")
-	fs.StringVar(&c.Subprotocols, "subprotocols", "", "supported subprotocols, comma-separated, in preference order")
-	fs.BoolVar(&c.SkipSender, "skip-sender", false, "chat: do not send a message back to its sender")
-	fs.StringVar(&c.ClientPublish, "client-publish", "", `push: topics clients may publish to, comma-separated ("*" all, "news.*" a prefix)`)
-	c.MaxBuffered = 1 << 20
-	fs.Var(&c.MaxBuffered, "max-buffered", "broadcast: bytes a connection may have waiting to be sent before -slow-policy applies")
-	fs.StringVar(&c.SlowPolicy, "slow-policy", "drop", "broadcast: drop (skip frames for a slow connection) or close (close it)")
-	fs.IntVar(&c.SlowCloseCode, "slow-close-code", 1008, "broadcast: close code of -slow-policy close (1008 or 1013)")
-	fs.StringVar(&c.AdminAddr, "admin-addr", "127.0.0.1:9090", "admin HTTP listener: publish API, topics, /healthz, /metrics (empty: off)")
-	fs.StringVar(&c.APIToken, "api-token", "", "bearer token required on the admin /api/ endpoints (empty: none)")
-	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof on the admin listener")
-	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
-	fs.StringVar(&c.LogFormat, "log-format", "console", "log format: console or json")
+	fs.SetOutput(io.Discard)
+	text := func(p *string, name, def string, check func(string) *valueError, usage string) {
+		*p = def
+		fs.Var(&textValue{p: p, check: check}, name, usage)
+	}
+	list := func(p *string, name, def string, check func(string) *valueError, usage string) {
+		*p = def
+		fs.Var(&textValue{p: p, list: true, check: check}, name, usage)
+	}
+	integer := func(v *intValue, name string, def int, usage string) {
+		*v.p = def
+		fs.Var(v, name, usage)
+	}
+	boolean := func(p *bool, name string, def bool, usage string) {
+		*p = def
+		fs.Var(&boolValue{p}, name, usage)
+	}
+	duration := func(p *time.Duration, name string, def time.Duration, usage string) {
+		*p = def
+		fs.Var(&durationValue{p}, name, usage)
+	}
+	size := func(p *int64, name string, def, min, max int64, usage string) {
+		*p = def
+		fs.Var(&sizeValue{p: p, min: min, max: max}, name, usage)
+	}
+
+	text(&c.ConfigFile, "config", "", nil, "YAML config file (see configs/wsd.yaml)")
+	list(&c.Addr, "addr", "127.0.0.1:8080", checkListenAddrs, "listen addresses, comma-separated: host:port, tcp://host:port, tcp4://, tcp6:// or unix:///path.sock")
+	text(&c.Mode, "mode", "chat", oneOf("mode", "chat", "push", "echo"), "what to serve: chat (rooms by URL path, demo page at /), push (topics and a publish API) or echo")
+	integer(&intValue{p: &c.EventLoops, kind: "event loop count", want: "want 0 (one per CPU) or more", ok: func(n int) bool { return n >= 0 }}, "event-loops", 0, "event loops (0: one per CPU)")
+	boolean(&c.ReusePort, "reuse-port", runtime.GOOS == "linux", "one SO_REUSEPORT listener per event loop: the kernel spreads accepts, no acceptor hands connections over (Linux; note a second wsd on the same port then starts and shares it)")
+	size(&c.MaxMessageSize, "max-message-size", 16<<20, 0, math.MaxInt64, "largest message accepted, e.g. 16MiB, 65536 (larger: close 1009); also the largest payload of POST /api/publish (larger: 413)")
+	size(&c.MaxHeaderBytes, "max-header-bytes", 8<<10, 256, math.MaxInt, "largest upgrade request header (larger: HTTP 431); at least 256, cannot be off")
+	duration(&c.HandshakeTimeout, "handshake-timeout", 10*time.Second, "time allowed from accept to a complete upgrade request")
+	duration(&c.PingInterval, "ping-interval", 20*time.Second, "ping a connection silent for this long")
+	duration(&c.IdleTimeout, "idle-timeout", 60*time.Second, "close (1001) a connection silent for this long, pongs included; must exceed -ping-interval")
+	duration(&c.CloseTimeout, "close-timeout", 5*time.Second, "wait this long for the peer's close frame after sending ours (0: close TCP at once)")
+	list(&c.Origins, "origins", "", nil, "allowed Origin values, comma-separated (empty: any)")
+	list(&c.Subprotocols, "subprotocols", "", eachItem(checkToken), "supported subprotocols, comma-separated, in preference order")
+	boolean(&c.SkipSender, "skip-sender", false, "chat: do not send a message back to its sender")
+	list(&c.ClientPublish, "client-publish", "", nil, `push: topics clients may publish to, comma-separated ("*" all, "news.*" a prefix)`)
+	size(&c.MaxBuffered, "max-buffered", 1<<20, 0, math.MaxInt, "broadcast: bytes a connection may have waiting to be sent before -slow-policy applies")
+	text(&c.SlowPolicy, "slow-policy", "drop", oneOf("slow policy", "drop", "close"), "broadcast: drop (skip frames for a slow connection) or close (close it)")
+	integer(&intValue{p: &c.SlowCloseCode, kind: "close code", want: "want 1008 (policy violation), 1013 (try again later) or an application code 3000-4999", ok: slowCloseCodeOK}, "slow-close-code", 1008, "broadcast: close code of -slow-policy close: 1008, 1013 or 3000-4999")
+	text(&c.AdminAddr, "admin-addr", "127.0.0.1:9090", checkAdminAddr, "admin HTTP listener: publish API, topics, /healthz, /metrics (empty: off)")
+	text(&c.APIToken, "api-token", "", nil, "bearer token required on the admin /api/ endpoints (empty: none)")
+	boolean(&c.Pprof, "pprof", false, "serve /debug/pprof on the admin listener")
+	text(&c.LogLevel, "log-level", "info", oneOf("log level", "debug", "info", "warn", "error"), "log level: debug, info, warn or error")
+	text(&c.LogFormat, "log-format", "console", oneOf("log format", "console", "json"), "log format: console or json")
 	return fs
 }
 
-// loadConfig parses args, then fills every flag not given on the command
-// line from the environment, else from the config file.
-func loadConfig(args []string) (*config, error) {
-	c := new(config)
-	fs := newFlagSet(c)
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+// printUsage writes what wsd -h shows: every flag with its default.
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, `Usage: wsd [flags]
 
-	if !set["config"] {
-		if v, ok := os.LookupEnv("WSD_CONFIG"); ok {
-			c.ConfigFile = v
+Every flag is also an environment variable (-ping-interval: WSD_PING_INTERVAL)
+and a key of the -config YAML file (ping_interval). Flags win over the
+environment, which wins over the file. For a limit or a timeout, 0 means off.
+
+`)
+	newFlagSet(new(config)).VisitAll(func(f *flag.Flag) {
+		fmt.Fprintf(w, "  -%s%s", f.Name, valueKind(f.Value))
+		if f.DefValue != "" {
+			fmt.Fprintf(w, " (default %s)", f.DefValue)
 		}
-	}
-	file := map[string]string{}
-	if c.ConfigFile != "" {
-		var err error
-		if file, err = readConfigFile(c.ConfigFile, fs); err != nil {
-			return nil, err
+		fmt.Fprintf(w, "\n    \t%s\n", f.Usage)
+	})
+}
+
+// valueKind is what the usage shows after a flag's name: " list",
+// " duration", ...; nothing for a boolean.
+func valueKind(v flag.Value) string {
+	switch v := v.(type) {
+	case *textValue:
+		if v.list {
+			return " list"
 		}
+		return " string"
+	case *intValue:
+		return " int"
+	case *durationValue:
+		return " duration"
+	case *sizeValue:
+		return " size"
 	}
-	var err error
-	fs.VisitAll(func(f *flag.Flag) {
-		if err != nil || set[f.Name] || f.Name == "config" {
+	return ""
+}
+
+// loadConfig reads the command line args, then fills every flag not given
+// there from environ (KEY=value entries, as from os.Environ), else from the
+// config file, and checks the result. Its error joins every problem found,
+// each naming the flag, variable or key and the value; the warnings are
+// about WSD_ variables that name no flag. Nothing is printed.
+func loadConfig(args, environ []string) (*config, []string, error) {
+	c := &config{from: map[string]source{}}
+	fs := newFlagSet(c)
+	given, err := parseArgs(fs, args)
+	if err != nil {
+		return nil, nil, err
+	}
+	env, warnings := fromEnvironment(fs, environ)
+	var errs []error
+	set := func(name, text string, from source) {
+		if err := fs.Set(name, text); err != nil {
+			errs = append(errs, &settingError{flag: name, from: from, err: err})
 			return
 		}
-		v, ok := os.LookupEnv(envName(f.Name))
-		src := envName(f.Name)
-		if !ok {
-			v, ok = file[f.Name]
-			src = c.ConfigFile + ": " + strings.ReplaceAll(f.Name, "-", "_")
+		c.from[name] = from
+	}
+
+	if v, ok := given["config"]; ok {
+		set("config", v, source{origin: fromFlag})
+	} else if v, ok := env["config"]; ok {
+		set("config", v, source{origin: fromEnv, env: envName("config")})
+	}
+	var file map[string]fileValue
+	if c.ConfigFile != "" {
+		data, err := os.ReadFile(c.ConfigFile)
+		if err != nil {
+			errs = append(errs, &settingError{flag: "config", from: c.from["config"], err: err})
+		} else {
+			var ferrs []error
+			file, ferrs = parseConfigFile(c.ConfigFile, data, fs)
+			errs = append(errs, ferrs...)
 		}
-		if ok {
-			if e := fs.Set(f.Name, v); e != nil {
-				err = fmt.Errorf("%s: %v", src, e)
-			}
+	}
+	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name == "config" {
+			return // done above
+		}
+		if v, ok := given[f.Name]; ok {
+			set(f.Name, v, source{origin: fromFlag})
+		} else if v, ok := env[f.Name]; ok {
+			set(f.Name, v, source{origin: fromEnv, env: envName(f.Name)})
+		} else if fv, ok := file[f.Name]; ok {
+			set(f.Name, fv.text, fv.from)
 		}
 	})
-	return c, err
+	if len(errs) == 0 {
+		errs = c.checkRelations()
+	}
+	return c, warnings, errors.Join(errs...)
 }
 
-func envName(flagName string) string {
-	return "WSD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
-
-// readConfigFile reads a YAML mapping whose keys are flag names written
-// with underscores. Lists become comma-separated values.
-func readConfigFile(path string, fs *flag.FlagSet) (map[string]string, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
+// parseArgs reads the command line into the text of each flag given, so
+// that it is checked by the same code, with the same messages, as values
+// from the environment and the file. It returns flag.ErrHelp for -h.
+func parseArgs(fs *flag.FlagSet, args []string) (map[string]string, error) {
+	given := map[string]string{}
+	cli := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
+	cli.SetOutput(io.Discard)
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) {
+		_, isBool := f.Value.(*boolValue)
+		cli.Var(&argValue{name: f.Name, given: given, isBool: isBool}, f.Name, f.Usage)
+		names = append(names, "-"+f.Name)
+	})
+	if err := cli.Parse(args); err != nil {
+		if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: "); ok {
+			return nil, fmt.Errorf("unknown flag %s%s; see wsd -h", name, didYouMean(name, names))
+		}
 		return nil, err
 	}
-	var raw map[string]any
-	if err := yaml.Unmarshal(data, &raw); err != nil {
-		return nil, fmt.Errorf("%s: %v", path, err)
+	if cli.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q: wsd takes only flags (a boolean flag takes its value with =, like -pprof=false)", cli.Arg(0))
 	}
-	out := make(map[string]string, len(raw))
-	keys := make([]string, 0, len(raw))
-	for k := range raw {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		name := strings.ReplaceAll(k, "_", "-")
-		if fs.Lookup(name) == nil || name == "config" {
-			return nil, fmt.Errorf("%s: unknown key %q", path, k)
-		}
-		switch v := raw[k].(type) {
-		case nil:
-		case []any:
-			parts := make([]string, len(v))
-			for i, p := range v {
-				parts[i] = fmt.Sprint(p)
-			}
-			out[name] = strings.Join(parts, ",")
-		default:
-			out[name] = fmt.Sprint(v)
-		}
-	}
-	return out, nil
+	return given, nil
 }
 
-// byteSize is a flag value in bytes that accepts KiB, MiB and GiB (and
-// KB, MB, GB as the same binary units) suffixes.
-type byteSize int64
-
-func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
-
-func (b *byteSize) Set(s string) error {
-	s = strings.TrimSpace(s)
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}} {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 {
-		return fmt.Errorf("invalid size %q", s)
-	}
-	*b = byteSize(n * mult)
-	return nil
+// argValue keeps the text given to a flag on the command line.
+type argValue struct {
+	name   string
+	given  map[string]string
+	isBool bool
 }
 
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
+func (a *argValue) String() string     { return "" }
+func (a *argValue) IsBoolFlag() bool   { return a.isBool }
+func (a *argValue) Set(s string) error { a.given[a.name] = s; return nil }
+
+// checkRelations checks the rules that tie settings together; each rule
+// on a single setting is checked by its flag value.
+func (c *config) checkRelations() []error {
+	var errs []error
+	if c.PingInterval > 0 && c.IdleTimeout > 0 && c.IdleTimeout <= c.PingInterval {
+		errs = append(errs, fmt.Errorf("%s must exceed %s, or a silent peer is closed before it is pinged (0 turns either off)",
+			c.describe("idle-timeout", c.IdleTimeout), c.describe("ping-interval", c.PingInterval)))
 	}
-	return out
+	return errs
+}
+
+// describe names a setting with its value and where the value came from,
+// e.g. `-idle-timeout 10s (from WSD_IDLE_TIMEOUT)`.
+func (c *config) describe(name string, v any) string {
+	s := fmt.Sprintf("-%s %v", name, v)
+	from, ok := c.from[name]
+	switch {
+	case !ok:
+		return s + " (the default)"
+	case from.origin == fromFlag:
+		return s
+	}
+	return s + " (from " + from.String() + ")"
+}
+
+// listenAddrWant describes the -addr entries wsd takes.
+const listenAddrWant = "want host:port (port 1-65535), tcp://host:port, tcp4://host:port, tcp6://host:port or unix:///path/to.sock"
+
+// checkListenAddrs vets -addr: one or more comma-separated entries, each
+// host:port, a tcp, tcp4 or tcp6 URL with host:port, or a unix socket URL
+// with a path.
+func checkListenAddrs(s string) *valueError {
+	if len(splitList(s)) == 0 {
+		return &valueError{"address list", s, listenAddrWant}
+	}
+	return eachItem(checkListenAddr)(s)
+}
+
+// checkListenAddr vets one -addr entry.
+func checkListenAddr(a string) *valueError {
+	scheme, rest, ok := strings.Cut(a, "://")
+	if !ok {
+		scheme, rest = "tcp", a
+	}
+	switch {
+	case scheme == "unix" && rest != "":
+		return nil
+	case (scheme == "tcp" || scheme == "tcp4" || scheme == "tcp6") && hostPortOK(rest, 1):
+		return nil
+	}
+	return &valueError{"address", a, listenAddrWant}
+}
+
+// checkAdminAddr vets -admin-addr: empty (off) or host:port.
+func checkAdminAddr(a string) *valueError {
+	if a == "" || hostPortOK(a, 0) {
+		return nil
+	}
+	return &valueError{"address", a, "want host:port (port 0-65535, 0 for any free port), or nothing to turn the admin listener off"}
+}
+
+// hostPortOK reports whether s is host:port with a port number from
+// minPort to 65535. The host may be empty (all interfaces).
+func hostPortOK(s string, minPort int) bool {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= minPort && n <= 65535
+}
+
+// checkToken vets a subprotocol name: an HTTP token (RFC 9110 §5.6.2).
+func checkToken(s string) *valueError {
+	ok := s != "" && !strings.ContainsFunc(s, func(r rune) bool {
+		return r > '~' || !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("!#$%&'*+-.^_`|~", r))
+	})
+	if ok {
+		return nil
+	}
+	return &valueError{"subprotocol", s, "want a token: letters, digits and !#$%&'*+-.^_`|~"}
+}
+
+// slowCloseCodeOK reports whether a slow consumer may be closed with
+// code: 1008 (policy violation), 1013 (try again later) or a code of the
+// 3000-4999 ranges left to libraries and applications (RFC 6455 §7.4.2).
+func slowCloseCodeOK(code int) bool {
+	return code == 1008 || code == 1013 || code >= 3000 && code <= 4999
 }

@@ -1,18 +1,33 @@
 package main
 
 import (
-	"fmt"
+	"bytes"
+	"errors"
+	"flag"
+	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wsdproject/wsd/broadcast"
 )
 
+// writeConfig writes a config file named name in a temporary directory and
+// returns its path.
+func writeConfig(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func TestConfigPrecedence(t *testing.T) {
-	dir := t.TempDir()
-	file := filepath.Join(dir, "wsd.yaml")
-	err := os.WriteFile(file, []byte(`
+	file := writeConfig(t, "wsd.yaml", `
 addr: [127.0.0.1:7000, "unix:///tmp/x.sock"]
 mode: echo
 max_message_size: 1MiB
@@ -20,26 +35,23 @@ ping_interval: 5s
 idle_timeout: 30s
 subprotocols: [a, b]
 log_level: warn
-`), 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("WSD_IDLE_TIMEOUT", "45s")
-	t.Setenv("WSD_LOG_LEVEL", "debug")
-
-	c, err := loadConfig([]string{"-config", file, "-log-level", "error"})
-	if err != nil {
-		t.Fatal(err)
+reuse_port: no
+`)
+	env := []string{"WSD_IDLE_TIMEOUT=45s", "WSD_LOG_LEVEL=debug", "HOME=/nowhere"}
+	c, warnings, err := loadConfig([]string{"-config", file, "-log-level", "error"}, env)
+	if err != nil || len(warnings) > 0 {
+		t.Fatalf("error %v, warnings %q", err, warnings)
 	}
 	checks := []struct {
 		name      string
 		got, want any
 	}{
 		{"file list", c.Addr, "127.0.0.1:7000,unix:///tmp/x.sock"},
-		{"file size with unit", int64(c.MaxMessageSize), int64(1 << 20)},
+		{"file size with unit", c.MaxMessageSize, int64(1 << 20)},
 		{"file duration", c.PingInterval, 5 * time.Second},
 		{"env over file", c.IdleTimeout, 45 * time.Second},
 		{"flag over env", c.LogLevel, "error"},
+		{"file boolean no", c.ReusePort, false},
 		{"default", c.CloseTimeout, 5 * time.Second},
 		{"file list of words", c.Subprotocols, "a,b"},
 	}
@@ -54,65 +66,299 @@ log_level: warn
 	}
 }
 
-func TestConfigErrors(t *testing.T) {
-	dir := t.TempDir()
-	n := 0
-	write := func(s string) string {
-		n++
-		p := filepath.Join(dir, fmt.Sprintf("c%d.yaml", n))
-		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
+// TestConfigExampleFile loads configs/wsd.yaml, which must stay valid and
+// hold the defaults.
+func TestConfigExampleFile(t *testing.T) {
+	c, _, err := loadConfig([]string{"-config", "../../configs/wsd.yaml"}, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	tests := []struct {
+	d, _, _ := loadConfig(nil, nil)
+	c.ConfigFile, c.from, d.from = "", nil, nil
+	d.ReusePort = c.ReusePort // its default depends on the OS
+	if !reflect.DeepEqual(c, d) {
+		t.Errorf("configs/wsd.yaml does not hold the defaults:\n file     %+v\n defaults %+v", *c, *d)
+	}
+}
+
+// TestConfigSizes covers sizes: units, and refusing negative sizes, sizes
+// that overflow int64 and sizes over the largest value of their field.
+func TestConfigSizes(t *testing.T) {
+	cases := []struct {
+		in   string
+		max  int64
+		want int64 // -1: refused
+	}{
+		{"0", math.MaxInt64, 0},
+		{"65536", math.MaxInt64, 65536},
+		{"16MiB", math.MaxInt64, 16 << 20},
+		{"8 KiB", math.MaxInt64, 8 << 10},
+		{"1G", math.MaxInt64, 1 << 30},
+		{"2MB", math.MaxInt64, 2 << 20},
+		{"9223372036854775807", math.MaxInt64, math.MaxInt64},
+		{"8589934591G", math.MaxInt64, 8589934591 << 30},
+		{"8589934592G", math.MaxInt64, -1},  // 2^63: one over
+		{"17179869184G", math.MaxInt64, -1}, // 2^64: wraps to 0 if unchecked
+		{"9223372036854775808", math.MaxInt64, -1},
+		{"99999999999999999999KiB", math.MaxInt64, -1},
+		{"2147483647", math.MaxInt32, math.MaxInt32}, // an int field on 32 bits
+		{"2147483648", math.MaxInt32, -1},
+		{"2GiB", math.MaxInt32, -1},
+		{"2047MiB", math.MaxInt32, 2047 << 20},
+		{"", math.MaxInt64, -1},
+		{"-1", math.MaxInt64, -1},
+		{"-1KiB", math.MaxInt64, -1},
+		{"MiB", math.MaxInt64, -1},
+		{"1.5MiB", math.MaxInt64, -1},
+		{"ten", math.MaxInt64, -1},
+		{"12XB", math.MaxInt64, -1},
+	}
+	for _, tc := range cases {
+		n, err := parseSize(tc.in, tc.max)
+		switch {
+		case tc.want < 0 && err == nil:
+			t.Errorf("parseSize(%q, %d) = %d, want an error", tc.in, tc.max, n)
+		case tc.want >= 0 && (err != nil || n != tc.want):
+			t.Errorf("parseSize(%q, %d) = %d, %v; want %d", tc.in, tc.max, n, err, tc.want)
+		}
+	}
+
+	// The sizes that engine.Options and broadcast.Options take as an int
+	// are bounded by math.MaxInt; the message size by math.MaxInt64.
+	fs := newFlagSet(new(config))
+	for name, max := range map[string]int64{"max-message-size": math.MaxInt64, "max-header-bytes": math.MaxInt, "max-buffered": math.MaxInt} {
+		if v := fs.Lookup(name).Value.(*sizeValue); v.max != max {
+			t.Errorf("-%s: max %d, want %d", name, v.max, max)
+		}
+	}
+	_, _, err := loadConfig([]string{"-max-message-size", "17179869184G"}, nil)
+	if want := `-max-message-size: invalid size "17179869184G": want at most 9223372036854775807 bytes`; err == nil || err.Error() != want {
+		t.Errorf("got %v, want %s", err, want)
+	}
+}
+
+// TestConfigErrors checks that every refused configuration names the
+// flag, variable or key, the value, and what is expected.
+func TestConfigErrors(t *testing.T) {
+	cases := []struct {
 		name string
 		args []string
-		env  [2]string
-		want string
+		env  []string
+		file string // content of c.yaml, passed with -config if not empty
+		want []string
 	}{
-		{"unknown key", []string{"-config", write("no_such_key: 1\n")}, [2]string{}, "unknown key"},
-		{"bad yaml", []string{"-config", write("addr: [\n")}, [2]string{}, "c2.yaml"},
-		{"bad env duration", nil, [2]string{"WSD_PING_INTERVAL", "soon"}, "WSD_PING_INTERVAL"},
-		{"bad size", []string{"-max-message-size", "12XB"}, [2]string{}, "invalid size"},
-		{"stray argument", []string{"serve"}, [2]string{}, "unexpected argument"},
-		{"missing file", []string{"-config", filepath.Join(dir, "none.yaml")}, [2]string{}, "none.yaml"},
+		// The same setting from each source.
+		{"flag duration", []string{"-ping-interval", "abc"}, nil, "",
+			[]string{`-ping-interval: invalid duration "abc": want a Go duration like 20s or 1m`}},
+		{"env duration", nil, []string{"WSD_PING_INTERVAL=abc"}, "",
+			[]string{`-ping-interval: invalid duration "abc" (from WSD_PING_INTERVAL): want a Go duration like 20s or 1m`}},
+		{"env duration without a unit", nil, []string{"WSD_PING_INTERVAL=20"}, "",
+			[]string{`-ping-interval: invalid duration "20" (from WSD_PING_INTERVAL): want a duration with a unit, like 20s`}},
+		{"file duration without a unit", nil, nil, "mode: chat\nping_interval: 20\n",
+			[]string{`c.yaml:2: ping_interval: invalid duration "20": want a duration with a unit, like 20s`}},
+		{"file boolean", nil, nil, "reuse_port: maybe\n",
+			[]string{`c.yaml:1: reuse_port: invalid boolean "maybe": want true or false (or yes/no, on/off, 1/0)`}},
+		{"flag boolean", []string{"-reuse-port=maybe"}, nil, "",
+			[]string{`-reuse-port: invalid boolean "maybe": want true or false (or yes/no, on/off, 1/0)`}},
+		{"negative duration", []string{"-close-timeout", "-1s"}, nil, "",
+			[]string{`-close-timeout: invalid duration "-1s": want 0 (off) or a positive duration like 20s`}},
+
+		// Single settings out of range.
+		{"event loops", []string{"-event-loops", "-1"}, nil, "",
+			[]string{`-event-loops: invalid event loop count "-1": want 0 (one per CPU) or more`}},
+		{"event loops not a number", []string{"-event-loops", "two"}, nil, "",
+			[]string{`-event-loops: invalid event loop count "two": want 0 (one per CPU) or more`}},
+		{"header bytes", []string{"-max-header-bytes", "255"}, nil, "",
+			[]string{`-max-header-bytes: invalid size "255": want at least 256 bytes`}},
+		{"header bytes off", []string{"-max-header-bytes", "0"}, nil, "",
+			[]string{`-max-header-bytes: invalid size "0": want at least 256 bytes`}},
+		{"bad size", []string{"-max-buffered", "12XB"}, nil, "",
+			[]string{`-max-buffered: invalid size "12XB": want a number of bytes, or one with a KiB, MiB or GiB suffix, like 16MiB`}},
+		{"slow close code", []string{"-slow-close-code", "1000"}, nil, "",
+			[]string{`-slow-close-code: invalid close code "1000": want 1008 (policy violation), 1013 (try again later) or an application code 3000-4999`}},
+		{"slow close code out of range", []string{"-slow-close-code", "5000"}, nil, "", []string{`-slow-close-code: invalid close code "5000"`}},
+		{"slow policy", []string{"-slow-policy", "kick"}, nil, "", []string{`-slow-policy: invalid slow policy "kick": want drop or close`}},
+		{"mode", []string{"-mode", "nope"}, nil, "", []string{`-mode: invalid mode "nope": want chat, push or echo`}},
+		{"log level", []string{"-log-level", "loud"}, nil, "", []string{`-log-level: invalid log level "loud": want debug, info, warn or error`}},
+		{"log format", nil, []string{"WSD_LOG_FORMAT=xml"}, "", []string{`-log-format: invalid log format "xml" (from WSD_LOG_FORMAT): want console or json`}},
+		{"subprotocol", []string{"-subprotocols", "chat,bad proto"}, nil, "", []string{`-subprotocols: invalid subprotocol "bad proto": want a token`}},
+
+		// Addresses.
+		{"addr without port", []string{"-addr", "bad"}, nil, "", []string{`-addr: invalid address "bad": want host:port (port 1-65535), tcp://host:port`}},
+		{"addr port 0", []string{"-addr", "127.0.0.1:0"}, nil, "", []string{`-addr: invalid address "127.0.0.1:0"`}},
+		{"addr port not a number", []string{"-addr", "tcp://localhost:http"}, nil, "", []string{`-addr: invalid address "tcp://localhost:http"`}},
+		{"addr port too large", []string{"-addr", "tcp://:65536"}, nil, "", []string{`-addr: invalid address "tcp://:65536"`}},
+		{"addr scheme", []string{"-addr", "udp://:8080"}, nil, "", []string{`-addr: invalid address "udp://:8080"`}},
+		{"addr unix without a path", []string{"-addr", "unix://"}, nil, "", []string{`-addr: invalid address "unix://"`}},
+		{"second addr", []string{"-addr", "127.0.0.1:8080,8081"}, nil, "", []string{`-addr: invalid address "8081"`}},
+		{"no addr", []string{"-addr", " , "}, nil, "", []string{`-addr: invalid address list " , ": want host:port`}},
+		{"admin addr", []string{"-admin-addr", "localhost"}, nil, "", []string{`-admin-addr: invalid address "localhost": want host:port (port 0-65535, 0 for any free port), or nothing to turn the admin listener off`}},
+		{"addr in file", nil, nil, "addr: [127.0.0.1:8080, \"nope\"]\n", []string{`c.yaml:1: addr: invalid address "nope"`}},
+
+		// Relations between settings, with where each value came from.
+		{"idle timeout not over ping interval", []string{"-idle-timeout", "20s"}, nil, "",
+			[]string{`-idle-timeout 20s must exceed -ping-interval 20s (the default), or a silent peer is closed before it is pinged (0 turns either off)`}},
+		{"idle timeout from env", []string{"-ping-interval", "30s"}, []string{"WSD_IDLE_TIMEOUT=10s"}, "",
+			[]string{`-idle-timeout 10s (from WSD_IDLE_TIMEOUT) must exceed -ping-interval 30s, or`}},
+		{"idle timeout from file", nil, nil, "ping_interval: 30s\nidle_timeout: 30s\n",
+			[]string{`-idle-timeout 30s (from c.yaml:2: idle_timeout) must exceed -ping-interval 30s (from c.yaml:1: ping_interval)`}},
+
+		// Several problems are all reported.
+		{"several", []string{"-mode", "nope", "-log-level", "loud"}, []string{"WSD_PING_INTERVAL=x"}, "",
+			[]string{`-log-level: invalid log level "loud"`, `-mode: invalid mode "nope"`, `-ping-interval: invalid duration "x" (from WSD_PING_INTERVAL)`}},
+
+		// The command line and the file themselves.
+		{"unknown flag", []string{"-ping-intervall", "5s"}, nil, "", []string{`unknown flag -ping-intervall (did you mean -ping-interval?); see wsd -h`}},
+		{"stray argument", []string{"serve"}, nil, "", []string{`unexpected argument "serve": wsd takes only flags`}},
+		{"flag without a value", []string{"-addr"}, nil, "", []string{`flag needs an argument: -addr`}},
+		{"unknown key", nil, nil, "ping_intervall: 5s\n", []string{`c.yaml:1: ping_intervall: unknown key (did you mean ping_interval?)`}},
+		{"unknown key, nothing close", nil, nil, "color: blue\n", []string{`c.yaml:1: color: unknown key`}},
+		{"config key in the file", nil, nil, "config: other.yaml\n", []string{`c.yaml:1: config: unknown key`}},
+		{"key twice", nil, nil, "mode: chat\nmode: echo\n", []string{`c.yaml:2: mode: given twice (first on line 1)`}},
+		{"list for a single value", nil, nil, "ping_interval: [1s, 2s]\n", []string{`c.yaml:1: ping_interval: want a single value, not a list`}},
+		{"mapping for a value", nil, nil, "ping_interval: {a: 1}\n", []string{`c.yaml:1: ping_interval: want a value, not a mapping`}},
+		{"list of lists", nil, nil, "origins: [[a]]\n", []string{`c.yaml:1: origins: line 1: want a list of plain values`}},
+		{"not a mapping", nil, nil, "- a\n- b\n", []string{`c.yaml:1: want a mapping of settings, like ping_interval: 20s`}},
+		{"bad yaml", nil, nil, "addr: [\n", []string{`c.yaml: yaml: `}},
+		{"several file problems", nil, nil, "colour: x\nmode: nope\nping_interval: 1\n",
+			[]string{`c.yaml:1: colour: unknown key`, `c.yaml:2: mode: invalid mode "nope"`, `c.yaml:3: ping_interval: invalid duration "1"`}},
+		{"missing file", []string{"-config", "/nonexistent/wsd.yaml"}, nil, "", []string{`-config: open /nonexistent/wsd.yaml: no such file or directory`}},
+		{"missing file from env", nil, []string{"WSD_CONFIG=/nonexistent/wsd.yaml"}, "", []string{`-config (from WSD_CONFIG): open /nonexistent/wsd.yaml: no such file or directory`}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if tt.env[0] != "" {
-				t.Setenv(tt.env[0], tt.env[1])
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			args := tc.args
+			if tc.file != "" {
+				dir := t.TempDir()
+				if err := os.WriteFile(filepath.Join(dir, "c.yaml"), []byte(tc.file), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				t.Chdir(dir) // so that the errors name "c.yaml"
+				args = append([]string{"-config", "c.yaml"}, args...)
 			}
-			_, err := loadConfig(tt.args)
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("got %v, want an error containing %q", err, tt.want)
+			_, _, err := loadConfig(args, tc.env)
+			if err == nil {
+				t.Fatalf("no error, want %q", tc.want)
+			}
+			lines := strings.Split(err.Error(), "\n")
+			if len(lines) != len(tc.want) {
+				t.Errorf("%d errors, want %d:\n%v", len(lines), len(tc.want), err)
+			}
+			for i, want := range tc.want {
+				if i >= len(lines) || !strings.HasPrefix(lines[i], want) {
+					t.Errorf("error %d:\n got %s\nwant %s...", i, lines[min(i, len(lines)-1)], want)
+				}
 			}
 		})
 	}
 }
 
-func TestByteSize(t *testing.T) {
-	for in, want := range map[string]int64{"0": 0, "65536": 65536, "16MiB": 16 << 20, "8 KiB": 8 << 10, "1G": 1 << 30, "2MB": 2 << 20} {
-		var b byteSize
-		if err := b.Set(in); err != nil || int64(b) != want {
-			t.Errorf("%q: got %d, %v; want %d", in, b, err, want)
+// TestConfigBooleans checks the boolean forms each source takes, YAML 1.1's
+// yes/no and on/off included.
+func TestConfigBooleans(t *testing.T) {
+	for _, tc := range []struct {
+		text string
+		want bool
+	}{
+		{"true", true}, {"false", false}, {"yes", true}, {"no", false}, {"on", true}, {"off", false},
+		{"Yes", true}, {"OFF", false}, {"1", true}, {"0", false}, {"True", true},
+	} {
+		file := writeConfig(t, "b.yaml", "pprof: "+tc.text+"\nskip_sender: "+tc.text+"\n")
+		sources := map[string]struct{ args, env []string }{
+			"flag": {[]string{"-pprof=" + tc.text, "-skip-sender=" + tc.text}, nil},
+			"env":  {nil, []string{"WSD_PPROF=" + tc.text, "WSD_SKIP_SENDER=" + tc.text}},
+			"file": {[]string{"-config", file}, nil},
+		}
+		for name, src := range sources {
+			c, _, err := loadConfig(src.args, src.env)
+			if err != nil || c.Pprof != tc.want || c.SkipSender != tc.want {
+				t.Errorf("%s %q: pprof %v, skip-sender %v, error %v; want %v", name, tc.text, c != nil && c.Pprof, c != nil && c.SkipSender, err, tc.want)
+			}
 		}
 	}
-	for _, in := range []string{"", "-1", "MiB", "1.5MiB", "ten"} {
-		var b byteSize
-		if err := b.Set(in); err == nil {
-			t.Errorf("%q accepted", in)
+	c, _, err := loadConfig([]string{"-pprof"}, []string{"WSD_PPROF=no"})
+	if err != nil || !c.Pprof {
+		t.Errorf("a bare -pprof: %v, %v; want true", c != nil && c.Pprof, err)
+	}
+}
+
+// TestConfigEnvWarnings checks that WSD_ variables that name no flag are
+// reported, with the closest name when one is close.
+func TestConfigEnvWarnings(t *testing.T) {
+	env := []string{
+		"WSD_PING_INTERVALL=5s", "WSD_IDLE_TIMEOUT=45s", "WSD_COLOUR=blue", "wsd_mode=echo",
+		"WSD_ping_interval=1s", "PATH=/bin", "WSD_CONFIG=",
+	}
+	c, warnings, err := loadConfig(nil, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"environment variable WSD_PING_INTERVALL is not a wsd setting and is ignored (did you mean WSD_PING_INTERVAL?)",
+		"environment variable WSD_COLOUR is not a wsd setting and is ignored",
+		"environment variable WSD_ping_interval is not a wsd setting and is ignored (did you mean WSD_PING_INTERVAL?)",
+	}
+	if strings.Join(warnings, "\n") != strings.Join(want, "\n") {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(warnings, "\n"), strings.Join(want, "\n"))
+	}
+	if c.PingInterval != 20*time.Second || c.IdleTimeout != 45*time.Second || c.Mode != "chat" {
+		t.Errorf("ping %v, idle %v, mode %q: misspelled variables must not count", c.PingInterval, c.IdleTimeout, c.Mode)
+	}
+}
+
+// TestConfigUsage checks that -h is flag.ErrHelp and that the usage shows
+// every flag with its default.
+func TestConfigUsage(t *testing.T) {
+	for _, arg := range []string{"-h", "-help", "--help"} {
+		if _, _, err := loadConfig([]string{arg}, nil); !errors.Is(err, flag.ErrHelp) {
+			t.Errorf("%s: %v, want flag.ErrHelp", arg, err)
+		}
+	}
+	var b bytes.Buffer
+	printUsage(&b)
+	newFlagSet(new(config)).VisitAll(func(f *flag.Flag) {
+		if !strings.Contains(b.String(), "\n  -"+f.Name+" ") && !strings.Contains(b.String(), "\n  -"+f.Name+"\n") {
+			t.Errorf("usage does not show -%s", f.Name)
+		}
+	})
+	for _, want := range []string{"-ping-interval duration (default 20s)", "-max-message-size size (default 16MiB)", "-addr list (default 127.0.0.1:8080)", "WSD_PING_INTERVAL"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("usage does not show %q:\n%s", want, b.String())
 		}
 	}
 }
 
-func TestEngineOptionsOffMeansOff(t *testing.T) {
-	c, err := loadConfig([]string{"-ping-interval", "0", "-idle-timeout", "0", "-handshake-timeout", "0", "-max-message-size", "0"})
+// TestConfigZeroMeansOff checks the mapping of the daemon's settings onto
+// engine.Options and broadcast.Options: in the daemon 0 turns a limit or a
+// timeout off, which those options spell with a negative value (their 0 is
+// the default); other values pass through.
+func TestConfigZeroMeansOff(t *testing.T) {
+	off, _, err := loadConfig([]string{"-ping-interval", "0", "-idle-timeout", "0", "-handshake-timeout", "0", "-close-timeout", "0", "-max-message-size", "0", "-max-buffered", "0"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := engineOptions(c, nil)
-	if o.PingInterval >= 0 || o.IdleTimeout >= 0 || o.HandshakeTimeout >= 0 || o.MaxMessageSize >= 0 {
-		t.Fatalf("0 must turn features off (negative in engine.Options): %+v", o)
+	o, h := engineOptions(off, nil), hubOptions(off)
+	for name, v := range map[string]int64{
+		"PingInterval": int64(o.PingInterval), "IdleTimeout": int64(o.IdleTimeout), "HandshakeTimeout": int64(o.HandshakeTimeout),
+		"CloseTimeout": int64(o.CloseTimeout), "MaxMessageSize": o.MaxMessageSize, "broadcast MaxBuffered": int64(h.MaxBuffered),
+	} {
+		if v >= 0 {
+			t.Errorf("%s = %d, want negative (off)", name, v)
+		}
+	}
+
+	on, _, err := loadConfig([]string{"-ping-interval", "7s", "-idle-timeout", "9s", "-handshake-timeout", "3s", "-close-timeout", "2s",
+		"-max-message-size", "1KiB", "-max-buffered", "2KiB", "-max-header-bytes", "300", "-event-loops", "0",
+		"-slow-policy", "close", "-slow-close-code", "1013"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, h = engineOptions(on, nil), hubOptions(on)
+	if o.PingInterval != 7*time.Second || o.IdleTimeout != 9*time.Second || o.HandshakeTimeout != 3*time.Second ||
+		o.CloseTimeout != 2*time.Second || o.MaxMessageSize != 1024 || o.MaxHeaderBytes != 300 || o.EventLoops != 0 {
+		t.Errorf("engine options %+v", o)
+	}
+	if h.MaxBuffered != 2048 || h.CloseCode != 1013 || h.Policy != broadcast.Close {
+		t.Errorf("hub options %+v", h)
 	}
 }

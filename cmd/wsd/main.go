@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -20,121 +21,173 @@ import (
 	"github.com/wsdproject/wsd/engine"
 )
 
+// Exit statuses of wsd.
+const (
+	exitOK      = 0 // also after -h
+	exitFailure = 1 // a failure at run time: a port in use, the engine stopped
+	exitConfig  = 2 // a configuration error; nothing was started
+)
+
 func main() {
-	if err := run(os.Args[1:]); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "wsd:", err)
-		}
-		os.Exit(2)
-	}
+	os.Exit(exitStatus(os.Stderr, run(os.Args[1:], os.Environ())))
 }
 
-func run(args []string) error {
-	cfg, err := loadConfig(args)
-	if err != nil {
+// configError is an error of the configuration, found before anything
+// starts.
+type configError struct{ err error }
+
+func (e *configError) Error() string { return e.err.Error() }
+func (e *configError) Unwrap() error { return e.err }
+
+// exitStatus prints err, if any, as "wsd: ..." lines (one for each error
+// it joins) and returns the exit status for it.
+func exitStatus(w io.Writer, err error) int {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	status, errs := exitFailure, []error{err}
+	var ce *configError
+	if errors.As(err, &ce) {
+		status = exitConfig
+		if j, ok := ce.err.(interface{ Unwrap() []error }); ok {
+			errs = j.Unwrap()
+		}
+	}
+	for _, e := range errs {
+		fmt.Fprintln(w, "wsd:", e)
+	}
+	return status
+}
+
+// run is wsd: it reads and checks the whole configuration and builds
+// everything before it starts anything, so that a configuration error is
+// reported before any listener opens and before any log line.
+func run(args, environ []string) error {
+	cfg, warnings, err := loadConfig(args, environ)
+	for _, w := range warnings {
+		fmt.Fprintln(os.Stderr, "wsd: warning:", w)
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		printUsage(os.Stdout)
 		return err
 	}
+	if err != nil {
+		return &configError{err}
+	}
+	d, err := newDaemon(cfg)
+	if err != nil {
+		return &configError{err}
+	}
+	defer func() { _ = d.log.Sync() }()
+	return d.serve()
+}
+
+// daemon is wsd built from its configuration, not yet started.
+type daemon struct {
+	cfg    *config
+	log    *zap.Logger
+	hub    *broadcast.Hub
+	engine *engine.Engine
+	admin  *admin // nil without -admin-addr
+}
+
+// newDaemon builds the logger, the hub, the mode's handler, the engine and
+// the admin handler. It opens nothing and logs nothing.
+func newDaemon(cfg *config) (*daemon, error) {
 	log, err := newLogger(cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer func() { _ = log.Sync() }()
-	raiseFileLimit(log)
-
-	hubOpts, err := hubOptions(cfg)
+	d := &daemon{cfg: cfg, log: log, hub: broadcast.New(hubOptions(cfg))}
+	md, err := newMode(cfg, d.hub)
 	if err != nil {
-		return err
-	}
-	hub := broadcast.New(hubOpts)
-	md, err := newMode(cfg, hub)
-	if err != nil {
-		return err
+		return nil, err
 	}
 	opts := engineOptions(cfg, log)
 	opts.OnUpgrade, opts.HTTPHandler = md.onUpgrade, md.httpHandler
-	e, err := engine.New(md.handler, opts)
-	if err != nil {
-		return err
+	if d.engine, err = engine.New(md.handler, opts); err != nil {
+		return nil, err
 	}
-
-	var adminSrv *http.Server
 	if cfg.AdminAddr != "" {
-		ln, err := net.Listen("tcp", cfg.AdminAddr)
+		d.admin = newAdmin(d.hub, d.engine.Stats, cfg.APIToken, cfg.MaxMessageSize, cfg.Pprof)
+	}
+	return d, nil
+}
+
+// serve opens the listeners and serves until SIGINT or SIGTERM (then it
+// closes the connections and returns nil) or until the engine fails.
+func (d *daemon) serve() error {
+	raiseFileLimit(d.log)
+	var adminSrv *http.Server
+	if d.admin != nil {
+		ln, err := net.Listen("tcp", d.cfg.AdminAddr)
 		if err != nil {
 			return fmt.Errorf("admin listener: %w", err)
 		}
-		adminSrv = &http.Server{
-			Handler:           newAdmin(hub, e.Stats, cfg.APIToken, int64(cfg.MaxMessageSize), cfg.Pprof),
-			ReadHeaderTimeout: 10 * time.Second,
-		}
+		adminSrv = &http.Server{Handler: d.admin, ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = adminSrv.Serve(ln) }()
-		log.Info("admin listening", zap.String("addr", ln.Addr().String()), zap.Bool("token", cfg.APIToken != ""), zap.Bool("pprof", cfg.Pprof))
+		defer adminSrv.Close()
+		d.log.Info("admin listening", zap.String("addr", ln.Addr().String()), zap.Bool("token", d.cfg.APIToken != ""), zap.Bool("pprof", d.cfg.Pprof))
 	}
-	log.Info("starting", zap.String("mode", cfg.Mode))
+	d.log.Info("starting", zap.String("mode", d.cfg.Mode))
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
 	done := make(chan error, 1)
-	go func() { done <- e.Run() }()
+	go func() { done <- d.engine.Run() }()
 	select {
 	case err := <-done:
-		return err
+		return fmt.Errorf("engine on %s: %w", d.cfg.Addr, err)
 	case s := <-sig:
-		log.Info("signal received, closing connections", zap.String("signal", s.String()))
+		d.log.Info("signal received, closing connections", zap.String("signal", s.String()))
 	}
 	if adminSrv != nil {
 		_ = adminSrv.Close()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.CloseTimeout+5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.CloseTimeout+5*time.Second)
 	defer cancel()
-	if err := e.Shutdown(ctx); err != nil {
-		log.Warn("shutdown", zap.Error(err))
+	if err := d.engine.Shutdown(ctx); err != nil {
+		d.log.Warn("shutdown", zap.Error(err))
 	}
 	return nil
 }
 
-// engineOptions maps the daemon's config onto engine.Options. In the daemon
-// a zero duration means "off"; in engine.Options it means "default".
+// engineOptions maps the daemon's config onto engine.Options. In the
+// daemon 0 turns a limit or a timeout off; in engine.Options 0 means the
+// default and a negative value turns it off.
 func engineOptions(cfg *config, log *zap.Logger) engine.Options {
-	off := func(d time.Duration) time.Duration {
-		if d == 0 {
-			return -1
-		}
-		return d
-	}
-	maxMsg := int64(cfg.MaxMessageSize)
-	if maxMsg == 0 {
-		maxMsg = -1
-	}
 	return engine.Options{
 		Addrs:            splitList(cfg.Addr),
 		EventLoops:       cfg.EventLoops,
 		ReusePort:        cfg.ReusePort,
 		MaxHeaderBytes:   int(cfg.MaxHeaderBytes),
-		MaxMessageSize:   maxMsg,
-		HandshakeTimeout: off(cfg.HandshakeTimeout),
-		PingInterval:     off(cfg.PingInterval),
-		IdleTimeout:      off(cfg.IdleTimeout),
-		CloseTimeout:     cfg.CloseTimeout,
+		MaxMessageSize:   offIfZero(cfg.MaxMessageSize),
+		HandshakeTimeout: offIfZero(cfg.HandshakeTimeout),
+		PingInterval:     offIfZero(cfg.PingInterval),
+		IdleTimeout:      offIfZero(cfg.IdleTimeout),
+		CloseTimeout:     offIfZero(cfg.CloseTimeout),
 		AllowedOrigins:   splitList(cfg.Origins),
 		Subprotocols:     splitList(cfg.Subprotocols),
 		Logger:           log,
 	}
 }
 
-// hubOptions maps the slow-consumer flags onto broadcast.Options.
-func hubOptions(cfg *config) (broadcast.Options, error) {
-	o := broadcast.Options{MaxBuffered: int(cfg.MaxBuffered), CloseCode: codec.StatusCode(cfg.SlowCloseCode)}
-	switch cfg.SlowPolicy {
-	case "drop":
-		o.Policy = broadcast.Drop
-	case "close":
+// offIfZero maps the daemon's 0 ("off") to the -1 that means off in
+// engine.Options and broadcast.Options.
+func offIfZero[T int | int64 | time.Duration](v T) T {
+	if v == 0 {
+		return -1
+	}
+	return v
+}
+
+// hubOptions maps the slow-consumer flags onto broadcast.Options, where 0
+// means the default and a negative MaxBuffered means no cap.
+func hubOptions(cfg *config) broadcast.Options {
+	o := broadcast.Options{MaxBuffered: offIfZero(int(cfg.MaxBuffered)), Policy: broadcast.Drop, CloseCode: codec.StatusCode(cfg.SlowCloseCode)}
+	if cfg.SlowPolicy == "close" {
 		o.Policy = broadcast.Close
-	default:
-		return o, fmt.Errorf("slow-policy must be drop or close, not %q", cfg.SlowPolicy)
 	}
-	if !o.CloseCode.ValidOnWire() {
-		return o, fmt.Errorf("slow-close-code %d is not a close code a server may send", cfg.SlowCloseCode)
-	}
-	return o, nil
+	return o
 }
