@@ -167,6 +167,15 @@ func (d *Decoder) deliver(r Receiver) error {
 // is being streamed or a fragmented message awaits continuation frames.
 func (d *Decoder) InMessage() bool { return d.inFrame || d.fragmented }
 
+// Held returns the capacity of the assembly buffer the decoder holds for a
+// message in progress: the memory a partly received message costs.
+func (d *Decoder) Held() int {
+	if d.msg == nil {
+		return 0
+	}
+	return cap(*d.msg)
+}
+
 // Release returns the assembly buffer, if any, to the pool. Call it when the
 // connection closes; Decode calls it after each assembled message.
 func (d *Decoder) Release() {

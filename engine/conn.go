@@ -55,6 +55,9 @@ type Conn struct {
 	next, prev   *Conn // the loop's list of connections
 	tnext, tprev *Conn // timer wheel slot list
 	tdue         int64 // wheel tick the connection is due at; 0 when not scheduled
+
+	guard      *guard       // limits' state while a limit watches it (limits.go); nil for most
+	sendQueued atomic.Int64 // bytes of frames Send queued that the loop has not written yet
 }
 
 // connExtra holds what most connections never need, to keep Conn in a
@@ -151,6 +154,10 @@ func (c *Conn) WriteFrames(frames [][]byte) error {
 	if c.state != stateOpen || l.flushCork(c) != nil { // frames gathered for c go first
 		return ErrClosed
 	}
+	if c.Full(0) {
+		return c.refuse()
+	}
+	defer l.afterWrite(c)
 	total := 0
 	for _, f := range frames {
 		total += len(f)
@@ -192,16 +199,16 @@ const (
 	maxGather = 256 << 10
 )
 
-// Buffered returns the number of bytes written to the connection that the
-// socket has not taken yet: gnet's outbound buffer, which has no limit of
-// its own (check it before writing to a slow reader), plus the frames
-// gathered for the connection while its input is handled (at most 64 KiB,
-// written when that input is done). Loop only.
+// Buffered returns the number of bytes for the connection that the socket
+// has not taken yet: gnet's outbound buffer, the frames gathered for the
+// connection while its input is handled (at most 64 KiB, written when that
+// input is done), and the frames Send queued that the loop has not written
+// yet. Options.MaxBuffered caps it (see Full). Loop only.
 func (c *Conn) Buffered() int {
 	if c.state == stateClosed {
 		return 0
 	}
-	n := c.gc.OutboundBuffered()
+	n := c.gc.OutboundBuffered() + int(c.sendQueued.Load())
 	if c.loop.corked == c {
 		n += len(c.loop.cork)
 	}
@@ -230,6 +237,11 @@ func (c *Conn) CloseNow(code codec.StatusCode, reason string) {
 // connection in a row leave together with one write(2). Frames sent by Send
 // arrive in the order Send was called; their order relative to Write calls
 // made at the same time on the loop is not defined.
+//
+// Queued frames count against Options.MaxBuffered: when the frames already
+// queued reach it, Send returns ErrBackpressure, queues nothing and closes
+// the connection (with Options.BackpressureCode), as the loop does when a
+// write finds the cap reached.
 func (c *Conn) Send(op codec.OpCode, p []byte) error {
 	if c.gone.Load() {
 		return ErrClosed
@@ -237,9 +249,18 @@ func (c *Conn) Send(op codec.OpCode, p []byte) error {
 	if err := checkOp(op, len(p)); err != nil {
 		return err
 	}
+	l := c.loop
+	if max := l.e.opts.MaxBuffered; max > 0 && int(c.sendQueued.Load()) >= max {
+		if c.gone.CompareAndSwap(false, true) {
+			l.enqueue(task{kind: taskAbort, c: c})
+		}
+		return ErrBackpressure
+	}
 	bp := bufpool.Get(codec.FrameSize(len(p)))
 	*bp = codec.AppendFrame(*bp, op, p)
-	c.loop.enqueue(task{kind: taskFrame, c: c, buf: bp})
+	c.sendQueued.Add(int64(len(*bp)))
+	l.e.queued.Add(int64(len(*bp)))
+	l.enqueue(task{kind: taskFrame, c: c, buf: bp})
 	return nil
 }
 
@@ -280,6 +301,9 @@ const smallFrame = 4 << 10
 // gnet closes the connection (and OnClose runs) if the socket fails.
 func (c *Conn) writeFrame(op codec.OpCode, p []byte) error {
 	l := c.loop
+	if op != codec.OpClose && c.Full(0) {
+		return c.refuse()
+	}
 	hdr := l.enc.Encode(true, 0, op, len(p))
 	l.stats.framesOut.Add(1)
 	l.stats.bytesOut.Add(int64(len(hdr) + len(p)))

@@ -68,6 +68,7 @@ func (l *Loop) writeCork(c *Conn) error {
 	}
 	l.stats.writes.Add(1)
 	_, err := c.gc.Write(b)
+	l.afterWrite(c)
 	return err
 }
 
@@ -113,21 +114,22 @@ func (l *Loop) send(c *Conn, a, b []byte) error {
 			_, err := c.gc.Writev(iov)
 			l.iov = [3][]byte{}
 			l.cork = l.cork[:0]
+			l.afterWrite(c)
 			return err
 		}
 	}
 	l.stats.writes.Add(1)
+	var err error
 	switch {
 	case len(b) == 0:
-		_, err := c.gc.Write(a)
-		return err
+		_, err = c.gc.Write(a)
 	case small:
-		buf := append(append(l.wbuf[:0], a...), b...)
-		_, err := c.gc.Write(buf)
-		return err
+		_, err = c.gc.Write(append(append(l.wbuf[:0], a...), b...))
+	default:
+		l.iov[0], l.iov[1] = a, b
+		_, err = c.gc.Writev(l.iov[:2])
+		l.iov = [3][]byte{}
 	}
-	l.iov[0], l.iov[1] = a, b
-	_, err := c.gc.Writev(l.iov[:2])
-	l.iov = [3][]byte{}
+	l.afterWrite(c)
 	return err
 }

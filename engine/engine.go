@@ -35,11 +35,15 @@ type Engine struct {
 	stopped  chan struct{}
 	runOnce  atomic.Bool
 
-	now      atomic.Int64 // coarse clock, ns, advanced by the ticker
-	nextID   atomic.Uint64
-	conns    atomic.Int64 // TCP connections, any state
-	upgrades atomic.Int64
-	closes   closeCounts
+	now    atomic.Int64 // coarse clock, ns, advanced by the ticker
+	queued atomic.Int64 // bytes of frames Send queued on every loop, not yet written
+	limits limitCounts
+
+	rateLimited bool // a message or byte rate limit is set: every connection has a guard
+	nextID      atomic.Uint64
+	conns       atomic.Int64 // TCP connections, any state
+	upgrades    atomic.Int64
+	closes      closeCounts
 }
 
 // New returns an Engine that will serve h with opts (defaults filled in).
@@ -60,6 +64,7 @@ func New(h Handler, opts Options) (*Engine, error) {
 		stopped: make(chan struct{}),
 	}
 	e.tickEvery = int64(tickFor(&o))
+	e.rateLimited = o.MaxMessageRate > 0 || o.MaxByteRate > 0
 	e.now.Store(time.Now().UnixNano())
 	e.list.Store(new([]*Loop))
 	return e, nil
@@ -69,7 +74,7 @@ func New(h Handler, opts Options) (*Engine, error) {
 // between 10 ms and 1 s.
 func tickFor(o *Options) time.Duration {
 	t := time.Second
-	for _, d := range []time.Duration{o.HandshakeTimeout, o.PingInterval, o.IdleTimeout, o.CloseTimeout} {
+	for _, d := range []time.Duration{o.HandshakeTimeout, o.PingInterval, o.IdleTimeout, o.CloseTimeout, o.WriteTimeout, o.MessageTimeout} {
 		if d > 0 && d/4 < t {
 			t = d / 4
 		}
@@ -230,6 +235,9 @@ func (ev *events) OnTraffic(gc gnet.Conn) gnet.Action {
 		}
 	}
 	c.lastRead = ev.e.clock()
+	if l.holdInput(c) {
+		return gnet.None
+	}
 	act := l.readFrames(c)
 	l.flush()
 	return act
@@ -246,6 +254,7 @@ func (ev *events) OnClose(gc gnet.Conn, err error) gnet.Action {
 	l.conns.remove(c)
 	c.state = stateClosed
 	c.gone.Store(true)
+	l.dropGuard(c)
 	if !c.busy {
 		c.dec.Release()
 	}

@@ -16,6 +16,10 @@ var (
 	ErrEngineClosed = errors.New("engine: engine closed")
 	// ErrNotOpen is returned by Write before the upgrade completes.
 	ErrNotOpen = errors.New("engine: connection not open")
+	// ErrBackpressure is returned by a write that found the connection's
+	// Options.MaxBuffered reached; the connection is being closed with
+	// Options.BackpressureCode. Conn.Full tells beforehand.
+	ErrBackpressure = errors.New("engine: connection's send buffer is full")
 )
 
 // CloseError tells Handler.OnClose how a connection ended. Code is the close

@@ -44,6 +44,13 @@ type Loop struct {
 
 	flushers []Flusher // to run once the current batch of work is done
 
+	// Limits (limits.go): connections a limit watches, walked every tick.
+	watched     []*Conn
+	watchSpare  []*Conn
+	freeGuards  []*guard
+	shedScratch []*Conn
+	unsent      atomic.Int64 // unsent and held bytes of the watched connections at the last tick
+
 	// inEvent is set while the loop runs Handler code for one gnet event
 	// (a connection's input, a batch of tasks, a close); Handler.OnClose
 	// calls that come up meanwhile wait in gone (see closed).
@@ -61,6 +68,7 @@ const (
 	taskShutdown                     // close every connection with 1001
 	taskRun                          // run a posted Task
 	taskHangUp                       // close c's TCP connection (a closing handshake that does not wait)
+	taskAbort                        // close c for backpressure (Send found its queue full)
 )
 
 type task struct {
@@ -112,13 +120,23 @@ func (l *Loop) drain(context.Context) error {
 		q[i] = task{}
 	}
 	l.uncork()
-	l.spare = q[:0]
+	if cap(q) <= maxKeptTasks {
+		l.spare = q[:0]
+	} else {
+		l.spare = nil // a burst grew it: let it go
+	}
 	l.flush()
 	if l.timerDue.Swap(false) {
-		l.wheel.advance(l.e.clock(), l.onTimer)
+		now := l.e.clock()
+		l.wheel.advance(now, l.onTimer)
+		l.walkWatched(now)
+		l.flush()
 	}
 	return nil
 }
+
+// maxKeptTasks is the largest task queue a loop keeps between batches.
+const maxKeptTasks = 1024
 
 func (l *Loop) run(t *task) {
 	c := t.c
@@ -126,9 +144,14 @@ func (l *Loop) run(t *task) {
 		// corkTo first: writing another connection's frames may close it,
 		// and its OnClose may close c.
 		l.corkTo(c)
-		if l.send(c, *t.buf, nil) == nil {
+		n := int64(len(*t.buf))
+		c.sendQueued.Add(-n)
+		l.e.queued.Add(-n)
+		if c.state == stateOpen && c.Full(0) {
+			_ = c.refuse()
+		} else if l.send(c, *t.buf, nil) == nil {
 			l.stats.framesOut.Add(1)
-			l.stats.bytesOut.Add(int64(len(*t.buf)))
+			l.stats.bytesOut.Add(n)
 		}
 		bufpool.Put(t.buf)
 		return
@@ -140,9 +163,11 @@ func (l *Loop) run(t *task) {
 	case taskRun:
 		t.run.Run(l)
 	case taskHangUp:
-		if c.state == stateClosing {
+		if c.state == stateClosing || c.state == stateHandshake {
 			c.closeNow()
 		}
+	case taskAbort:
+		c.abort(l.e.opts.BackpressureCode, "send queue full", limBackpressure)
 	case taskShutdown:
 		for c := l.conns.head; c != nil; {
 			next := c.next

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/wsdproject/wsd/codec"
 )
 
 // Defaults applied by New to zero fields of Options.
@@ -21,6 +23,10 @@ const (
 	DefaultPingInterval     = 20 * time.Second
 	DefaultIdleTimeout      = 60 * time.Second
 	DefaultCloseTimeout     = 5 * time.Second
+	DefaultMaxBuffered      = 1 << 20
+	DefaultWriteTimeout     = 30 * time.Second
+	DefaultMessageTimeout   = 60 * time.Second
+	DefaultMsgBurstFactor   = 2 // MaxMessageBurst defaults to twice MaxMessageRate
 )
 
 // Options configures an Engine. The zero value is valid: every zero field
@@ -73,6 +79,60 @@ type Options struct {
 	// (5 s); negative means no wait: the TCP connection is closed as soon
 	// as the close frame has been handed to the socket.
 	CloseTimeout time.Duration
+
+	// MaxBuffered caps the bytes waiting to be sent to one connection:
+	// gnet's outbound buffer, the frames gathered for it while its input is
+	// handled, and the frames Send has queued for it. Once a connection has
+	// MaxBuffered bytes or more unsent, every write to it (Write, Send,
+	// WriteFrames, pongs and pings) is refused with ErrBackpressure and the
+	// connection is closed with BackpressureCode; a write made while it is
+	// under the cap is taken whole, so one connection holds at most
+	// MaxBuffered plus one message. While a connection has more than half
+	// of it unsent, its input is not decoded (a peer that does not read is
+	// not heard either); gnet keeps at most MaxBuffered of that input before
+	// the connection is closed the same way. Decoding resumes at the first
+	// tick after the backlog falls under a quarter of the cap. Check
+	// Conn.Full before writing to shed load instead. 0 means
+	// DefaultMaxBuffered (1 MiB); negative means no cap (and no pause).
+	MaxBuffered int
+
+	// BackpressureCode is the close code sent when MaxBuffered closes a
+	// connection. 0 means 1008 (policy violation); 1013 (try again later)
+	// is the other usual choice.
+	BackpressureCode codec.StatusCode
+
+	// WriteTimeout closes (1008) a connection whose unsent bytes have not
+	// shrunk for this long: a peer that stopped reading. It is checked once
+	// per tick, with no timer per connection. 0 means DefaultWriteTimeout
+	// (30 s); negative means none.
+	WriteTimeout time.Duration
+
+	// MaxBufferedTotal is a budget for the unsent bytes of all connections
+	// together, plus the bytes of partly received messages. Every tick each
+	// loop adds up its own; when the total is over the budget, each loop
+	// closes its connections with the largest backlogs first (1013) until
+	// its share of the excess is shed. 0 means a quarter of physical
+	// memory, at most 1 GiB (DefaultMaxBufferedTotal); negative means none.
+	MaxBufferedTotal int64
+
+	// MessageTimeout bounds the time from the first byte of a message to
+	// its last, so a peer cannot hold an assembly buffer by trickling a
+	// large message; over it the connection is closed with 1008. 0 means
+	// DefaultMessageTimeout (60 s); negative means none.
+	MessageTimeout time.Duration
+
+	// MaxMessageRate limits the messages one connection may send, per
+	// second, with bursts of MaxMessageBurst (0 means twice the rate);
+	// MaxByteRate limits their payload bytes per second, with bursts of one
+	// second's worth or one MaxMessageSize message, whichever is larger.
+	// Buckets refill lazily as messages arrive (no timers). Over a limit the
+	// connection is closed with 1008, or with RateLimitDrop the message is
+	// dropped and counted. 0 means no limit. A connection with a rate limit
+	// costs about 64 more bytes.
+	MaxMessageRate  float64
+	MaxMessageBurst int
+	MaxByteRate     int64
+	RateLimitDrop   bool
 
 	// AllowedOrigins lists the Origin header values accepted at upgrade
 	// (exact, case-insensitive match, e.g. "https://example.com"; "*" accepts
@@ -166,6 +226,32 @@ func (o Options) withDefaults() (Options, error) {
 	o.PingInterval = orDefault(o.PingInterval, DefaultPingInterval)
 	o.IdleTimeout = orDefault(o.IdleTimeout, DefaultIdleTimeout)
 	o.CloseTimeout = orDefault(o.CloseTimeout, DefaultCloseTimeout)
+	o.WriteTimeout = orDefault(o.WriteTimeout, DefaultWriteTimeout)
+	o.MessageTimeout = orDefault(o.MessageTimeout, DefaultMessageTimeout)
+	switch {
+	case o.MaxBuffered == 0:
+		o.MaxBuffered = DefaultMaxBuffered
+	case o.MaxBuffered < 0:
+		o.MaxBuffered = 0 // no cap
+	}
+	switch {
+	case o.MaxBufferedTotal == 0:
+		o.MaxBufferedTotal = DefaultMaxBufferedTotal()
+	case o.MaxBufferedTotal < 0:
+		o.MaxBufferedTotal = 0 // no budget
+	}
+	if o.BackpressureCode == 0 {
+		o.BackpressureCode = codec.StatusPolicyViolation
+	}
+	if !o.BackpressureCode.ValidOnWire() {
+		return o, fmt.Errorf("engine: BackpressureCode %d is not a close code a server may send", o.BackpressureCode)
+	}
+	if o.MaxMessageRate < 0 || o.MaxMessageBurst < 0 || o.MaxByteRate < 0 {
+		return o, fmt.Errorf("engine: rate limits must not be negative (MaxMessageRate %v, MaxMessageBurst %d, MaxByteRate %d)", o.MaxMessageRate, o.MaxMessageBurst, o.MaxByteRate)
+	}
+	if o.MaxMessageRate > 0 && o.MaxMessageBurst == 0 {
+		o.MaxMessageBurst = max(1, int(o.MaxMessageRate*DefaultMsgBurstFactor))
+	}
 	if o.PingInterval > 0 && o.IdleTimeout > 0 && o.IdleTimeout <= o.PingInterval {
 		return o, fmt.Errorf("engine: IdleTimeout (%v) must exceed PingInterval (%v)", o.IdleTimeout, o.PingInterval)
 	}

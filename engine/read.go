@@ -31,6 +31,11 @@ func (l *Loop) readFrames(c *Conn) gnet.Action {
 	c.busy = true
 	used, err := c.dec.Decode(buf, (*receiver)(c))
 	c.busy = false
+	if err == nil && c.dec.InMessage() && l.e.opts.MessageTimeout > 0 {
+		if g := l.watch(c); g.msgStart == 0 {
+			g.msgStart = l.e.clock()
+		}
+	}
 	if err != nil && err != errCloseNow && c.state == stateOpen {
 		code := codec.CloseStatus(err)
 		if code == 0 {
@@ -62,12 +67,20 @@ type receiver Conn
 
 func (r *receiver) OnMessage(op codec.OpCode, p []byte) error {
 	c := (*Conn)(r)
-	if c.state == stateOpen {
-		st := &c.loop.stats
-		st.messagesIn.Add(1)
-		st.bytesIn.Add(int64(len(p)))
-		c.loop.e.h.OnMessage(c, op, p)
+	if c.state != stateOpen {
+		return nil
 	}
+	l := c.loop
+	if g := c.guard; g != nil {
+		g.msgStart = 0 // the message is complete
+	}
+	st := &l.stats
+	st.messagesIn.Add(1)
+	st.bytesIn.Add(int64(len(p)))
+	if l.e.rateLimited && !l.allowMessage(c, len(p)) {
+		return nil // dropped, or the connection is closing and ignores the rest
+	}
+	l.e.h.OnMessage(c, op, p)
 	return nil
 }
 

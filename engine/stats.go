@@ -30,6 +30,23 @@ type Stats struct {
 	Writes     int64        `json:"writes"`      // write or writev calls that carried them (FramesOut/Writes is the batching; a call made while gnet still buffers earlier bytes only appends to its buffer)
 	Loops      int          `json:"event_loops"` // event loops with connections so far
 	CloseCodes []CloseCount `json:"close_codes"`
+
+	// Unsent is the bytes waiting to be sent (and held by partly received
+	// messages) on every loop, as summed at each loop's last tick: what
+	// Options.MaxBufferedTotal is checked against.
+	Unsent int64       `json:"unsent_bytes"`
+	Limits LimitCounts `json:"limits"`
+}
+
+// LimitCounts counts the decisions of the limits since Run: connections
+// closed by each limit, and messages dropped by RateLimitDrop.
+type LimitCounts struct {
+	Backpressure   int64 `json:"backpressure"`    // a write found MaxBuffered unsent, or input piled up while output was blocked (BackpressureCode)
+	WriteTimeout   int64 `json:"write_timeout"`   // unsent bytes did not shrink for WriteTimeout (1008)
+	Budget         int64 `json:"budget"`          // shed, largest backlog first, to get under MaxBufferedTotal (1013)
+	RateLimit      int64 `json:"rate_limit"`      // over MaxMessageRate or MaxByteRate (1008)
+	MessageTimeout int64 `json:"message_timeout"` // a message took longer than MessageTimeout (1008)
+	RateDropped    int64 `json:"rate_dropped"`    // messages dropped by RateLimitDrop
 }
 
 // CloseCount is how many connections ended with a close code (1006 when
@@ -67,7 +84,12 @@ func (cc *closeCounts) list() []CloseCount {
 
 // Stats returns the engine's counters. Any goroutine.
 func (e *Engine) Stats() Stats {
-	s := Stats{Conns: int(e.conns.Load()), Upgrades: e.upgrades.Load(), CloseCodes: e.closes.list()}
+	s := Stats{Conns: int(e.conns.Load()), Upgrades: e.upgrades.Load(), CloseCodes: e.closes.list(), Unsent: e.queued.Load()}
+	n := &e.limits.n
+	s.Limits = LimitCounts{
+		Backpressure: n[limBackpressure].Load(), WriteTimeout: n[limWriteTimeout].Load(), Budget: n[limBudget].Load(),
+		RateLimit: n[limRate].Load(), MessageTimeout: n[limMessageTimeout].Load(), RateDropped: n[limRateDropped].Load(),
+	}
 	for _, l := range *e.list.Load() {
 		s.Loops++
 		s.MessagesIn += l.stats.messagesIn.Load()
@@ -75,6 +97,7 @@ func (e *Engine) Stats() Stats {
 		s.FramesOut += l.stats.framesOut.Load()
 		s.BytesOut += l.stats.bytesOut.Load()
 		s.Writes += l.stats.writes.Load()
+		s.Unsent += l.unsent.Load()
 	}
 	return s
 }
