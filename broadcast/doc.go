@@ -16,8 +16,11 @@
 //
 // Slow consumers: before queueing a frame the loop checks the connection's
 // backlog (bytes the socket has not taken, plus frames queued in this batch)
-// against Options.MaxBuffered; over it, Options.Policy either drops the frame
-// (counted) or closes the connection (code Options.CloseCode, counted).
+// against the engine's Options.MaxBuffered (and the hub's own
+// Options.MaxBuffered, when set); a connection under the cap takes the
+// frame whole, however large. At the cap, Options.Policy either drops the
+// frame (counted) or closes the connection (code Options.CloseCode,
+// counted), before the engine's cap would close it.
 //
 // Use it by wrapping your engine.Handler with Hub.Handler, so the hub learns
 // of every connection and forgets closed ones:

@@ -20,7 +20,7 @@ type hubHandler struct {
 }
 
 func (w *hubHandler) OnOpen(c *engine.Conn) {
-	w.hub.conns.put(c)
+	w.hub.conns.put(&sub{c: c})
 	w.next.OnOpen(c)
 }
 
@@ -29,41 +29,59 @@ func (w *hubHandler) OnMessage(c *engine.Conn, op codec.OpCode, p []byte) {
 }
 
 func (w *hubHandler) OnClose(c *engine.Conn, err error) {
-	w.hub.forget(c)
-	w.hub.conns.del(c.ID())
+	if s := w.hub.conns.del(c.ID()); s != nil {
+		w.hub.forget(s)
+	}
 	w.next.OnClose(c, err)
 }
 
-// connIndex maps connection ids to connections, sharded to keep loops from
-// contending on one lock.
+// connIndex maps connection ids to the hub's subscribers, sharded to keep
+// loops from contending on one lock. It holds every connection opened
+// through Hub.Handler: that is how SendTo finds one, and how Subscribe
+// knows the hub will see it close.
 type connIndex struct {
 	shards [32]struct {
 		sync.RWMutex
-		m map[uint64]*engine.Conn
+		m    map[uint64]*sub
+		peak int // the most entries m held since it was made
 	}
 }
 
 func (x *connIndex) init() {
 	for i := range x.shards {
-		x.shards[i].m = make(map[uint64]*engine.Conn)
+		x.shards[i].m = make(map[uint64]*sub)
 	}
 }
 
-func (x *connIndex) put(c *engine.Conn) {
-	s := &x.shards[c.ID()%uint64(len(x.shards))]
-	s.Lock()
-	s.m[c.ID()] = c
-	s.Unlock()
+func (x *connIndex) put(s *sub) {
+	id := s.c.ID()
+	sh := &x.shards[id%uint64(len(x.shards))]
+	sh.Lock()
+	sh.m[id] = s
+	sh.peak = max(sh.peak, len(sh.m))
+	sh.Unlock()
 }
 
-func (x *connIndex) del(id uint64) {
-	s := &x.shards[id%uint64(len(x.shards))]
-	s.Lock()
-	delete(s.m, id)
-	s.Unlock()
+// del removes id and returns its entry. A Go map keeps the memory of its
+// peak: a shard that falls to a quarter of its peak is copied into a fresh
+// map, so a million connections that came and went do not stay.
+func (x *connIndex) del(id uint64) *sub {
+	sh := &x.shards[id%uint64(len(x.shards))]
+	sh.Lock()
+	defer sh.Unlock()
+	s := sh.m[id]
+	delete(sh.m, id)
+	if sh.peak > 1024 && len(sh.m) < sh.peak/4 {
+		m := make(map[uint64]*sub, len(sh.m))
+		for k, v := range sh.m {
+			m[k] = v
+		}
+		sh.m, sh.peak = m, len(m)
+	}
+	return s
 }
 
-func (x *connIndex) get(id uint64) *engine.Conn {
+func (x *connIndex) get(id uint64) *sub {
 	s := &x.shards[id%uint64(len(x.shards))]
 	s.RLock()
 	defer s.RUnlock()

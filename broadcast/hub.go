@@ -1,8 +1,8 @@
 package broadcast
 
 import (
+	"context"
 	"errors"
-	"math"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -22,22 +22,38 @@ const (
 	Close
 )
 
-// DefaultMaxBuffered is the default outbound cap per connection.
-const DefaultMaxBuffered = 1 << 20
-
 // Options configures a Hub. The zero value is valid.
 type Options struct {
-	// MaxBuffered caps the bytes a connection may have waiting to be sent
-	// (gnet's outbound buffer plus frames queued by the hub) before
-	// Policy applies. 0 means DefaultMaxBuffered (1 MiB); negative means no
-	// cap.
+	// MaxBuffered, if positive, is a cap on a connection's unsent bytes
+	// (engine.Conn.Buffered plus the frames queued by the hub in this
+	// batch) for broadcast frames alone, tighter than the engine's
+	// Options.MaxBuffered. A frame is queued for a connection whose backlog
+	// is under both caps, however large the frame; otherwise Policy applies.
+	// 0 or negative: the engine's cap alone (which always applies: the hub
+	// applies Policy before the engine would close the connection).
 	MaxBuffered int
 	// Policy for frames over the cap: Drop (the default) or Close.
 	Policy Policy
 	// CloseCode is the close code of the Close policy. 0 means 1008
 	// (policy violation); 1013 (try again later) is the other usual choice.
 	CloseCode codec.StatusCode
+	// MaxQueued caps the bytes of published frames waiting for one event
+	// loop to run them: a loop that falls that far behind its publishers
+	// skips further publishes (counted in Stats.Overloaded and
+	// Result.Overloaded) until it catches up, instead of queueing without
+	// bound. 0 means DefaultMaxQueued (64 MiB); negative means no cap.
+	MaxQueued int64
+	// MaxSubscriptions caps the topics one connection may be subscribed to
+	// (Subscribe returns ErrTooManySubscriptions past it). 0 means
+	// DefaultMaxSubscriptions (256); negative means no cap.
+	MaxSubscriptions int
 }
+
+// Defaults of Options fields.
+const (
+	DefaultMaxSubscriptions = 256
+	DefaultMaxQueued        = 64 << 20
+)
 
 // Hub is a set of topics. Its methods are safe for concurrent use unless
 // marked "loop only".
@@ -50,17 +66,24 @@ type Hub struct {
 
 	conns connIndex
 
-	published atomic.Int64
-	live      atomic.Int64 // messages not yet released by every loop
+	published  atomic.Int64
+	live       atomic.Int64 // messages not yet released by every loop
+	overloaded atomic.Int64 // deliveries skipped: their loop had Options.MaxQueued waiting
 }
 
 // New returns a Hub.
 func New(o Options) *Hub {
 	switch {
-	case o.MaxBuffered == 0:
-		o.MaxBuffered = DefaultMaxBuffered
-	case o.MaxBuffered < 0:
-		o.MaxBuffered = math.MaxInt
+	case o.MaxQueued == 0:
+		o.MaxQueued = DefaultMaxQueued
+	case o.MaxQueued < 0:
+		o.MaxQueued = 0 // no cap
+	}
+	switch {
+	case o.MaxSubscriptions == 0:
+		o.MaxSubscriptions = DefaultMaxSubscriptions
+	case o.MaxSubscriptions < 0:
+		o.MaxSubscriptions = 0 // no cap
 	}
 	if o.CloseCode == 0 {
 		o.CloseCode = codec.StatusPolicyViolation
@@ -116,8 +139,55 @@ func (h *Hub) Publish(topic string, op codec.OpCode, payload []byte) int {
 // Any goroutine. The frame is encoded once; each event loop with
 // subscribers gets one task.
 func (h *Hub) PublishMessage(m Message) int {
+	n, _ := h.publish(m, nil)
+	return n
+}
+
+// Result is what one publish did once every event loop has handled it.
+type Result struct {
+	Subscriptions int `json:"subscriptions"` // subscriptions to the topics at publish time (see PublishMessage)
+	Queued        int `json:"queued"`        // connections the frame was handed to
+	Dropped       int `json:"dropped"`       // connections over their cap that skipped it (Drop policy)
+	Closed        int `json:"closed"`        // connections over their cap closed instead (Close policy)
+	Overloaded    int `json:"overloaded"`    // event loops skipped because too much was queued for them (Options.MaxQueued)
+}
+
+// PublishWait is PublishMessage that waits until every event loop with
+// subscribers has handed the frame to them (or skipped them), and says
+// what happened. It returns ctx's error if ctx ends first; the publish
+// still completes. Any goroutine; it allocates, unlike PublishMessage.
+func (h *Hub) PublishWait(ctx context.Context, m Message) (Result, error) {
+	res := &pubResult{done: make(chan struct{})}
+	n, ok := h.publish(m, res)
+	if !ok {
+		return Result{Subscriptions: n, Overloaded: int(res.overloaded.Load())}, nil
+	}
+	select {
+	case <-res.done:
+	case <-ctx.Done():
+		return Result{Subscriptions: n}, ctx.Err()
+	}
+	return Result{
+		Subscriptions: n,
+		Queued:        int(res.queued.Load()),
+		Dropped:       int(res.dropped.Load()),
+		Closed:        int(res.closed.Load()),
+		Overloaded:    int(res.overloaded.Load()),
+	}, nil
+}
+
+// pubResult gathers a PublishWait's counts from the loops.
+type pubResult struct {
+	queued, dropped, closed, overloaded atomic.Int64
+	done                                chan struct{} // closed when the last loop released the message
+}
+
+// publish sends m; res, if not nil, gathers what the loops did. It returns
+// the subscription count and whether any loop was given the message (when
+// not, res.done is never closed).
+func (h *Hub) publish(m Message, res *pubResult) (int, bool) {
 	if m.Op != codec.OpText && m.Op != codec.OpBinary {
-		return 0
+		return 0, false
 	}
 	var (
 		stack [8]*delivery
@@ -142,14 +212,25 @@ func (h *Hub) PublishMessage(m Message) int {
 	h.mu.RUnlock()
 	h.published.Add(1)
 	if msg == nil {
-		return total
+		return total, false
 	}
-	msg.refs.Add(int32(len(ds)))
+	msg.res = res
+	posted := 0
 	for _, d := range ds {
+		if !d.lh.admit(len(msg.frame)) {
+			h.overloaded.Add(1)
+			if res != nil {
+				res.overloaded.Add(1)
+			}
+			d.recycle()
+			continue
+		}
+		msg.refs.Add(1)
 		d.lh.loop.Post(d)
+		posted++
 	}
 	msg.release() // the publisher's own reference
-	return total
+	return total, posted > 0
 }
 
 // addDelivery adds lt to the delivery for its loop, making one if needed.
@@ -169,11 +250,11 @@ func addDelivery(ds []*delivery, lt *loopTopic, msg *message, exclude uint64) []
 // SendTo sends one message to the connection with the given id, through
 // engine.Conn.Send. Any goroutine.
 func (h *Hub) SendTo(id uint64, op codec.OpCode, payload []byte) error {
-	c := h.conns.get(id)
-	if c == nil {
+	s := h.conns.get(id)
+	if s == nil {
 		return ErrNoConn
 	}
-	return c.Send(op, payload)
+	return s.c.Send(op, payload)
 }
 
 // Count returns the number of subscribers of topic. Any goroutine.
@@ -214,6 +295,7 @@ type Stats struct {
 	Published     int64 `json:"published"`     // Publish and PublishMessage calls
 	Delivered     int64 `json:"delivered"`     // frames handed to sockets
 	Dropped       int64 `json:"dropped"`       // frames skipped by the Drop policy
+	Overloaded    int64 `json:"overloaded"`    // deliveries to a loop skipped because it had MaxQueued waiting
 	SlowClosed    int64 `json:"slow_closed"`   // connections closed by the Close policy
 	LiveMessages  int64 `json:"live_messages"` // messages some loop still holds
 	Connections   int   `json:"connections"`   // connections the hub knows (open)
@@ -221,7 +303,7 @@ type Stats struct {
 
 // Stats returns the current counters. Any goroutine.
 func (h *Hub) Stats() Stats {
-	s := Stats{Published: h.published.Load(), LiveMessages: h.live.Load(), Connections: h.conns.len()}
+	s := Stats{Published: h.published.Load(), LiveMessages: h.live.Load(), Connections: h.conns.len(), Overloaded: h.overloaded.Load()}
 	h.mu.RLock()
 	for _, t := range h.topics {
 		if n := t.count.Load(); n > 0 {

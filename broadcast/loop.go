@@ -13,7 +13,6 @@ type loopHub struct {
 	hub    *Hub
 	loop   *engine.Loop
 	topics map[string]*loopTopic
-	subs   map[*engine.Conn]*sub
 
 	dirty     []*sub     // subscribers with frames queued in this batch
 	held      []*message // messages referenced by queued frames
@@ -21,204 +20,13 @@ type loopHub struct {
 	mark      uint64     // delivery stamp, to give each subscriber a message once
 	delivered atomic.Int64
 	dropped   atomic.Int64
+	queued    atomic.Int64 // bytes of deliveries posted to the loop and not run yet
 
 	slowClosed atomic.Int64
 }
 
 func newLoopHub(h *Hub, l *engine.Loop) *loopHub {
-	return &loopHub{hub: h, loop: l, topics: make(map[string]*loopTopic), subs: make(map[*engine.Conn]*sub)}
-}
-
-// loopTopic is the subscribers of one topic on one loop.
-type loopTopic struct {
-	t       *topic
-	lh      *loopHub
-	members []*sub
-}
-
-// sub is one subscribed connection on a loop.
-type sub struct {
-	c         *engine.Conn
-	in        []membership
-	pend      [][]byte // frames queued in this batch, in order
-	pendBytes int
-	mark      uint64
-	dirty     bool
-	closing   bool // over the cap with policy Close: Flush closes it
-}
-
-type membership struct {
-	lt  *loopTopic
-	idx int // position in lt.members
-}
-
-// Subscribe adds c to topics. Loop only (call it from c's handlers).
-// Subscribing twice to a topic is a no-op. c must have been opened through
-// h.Handler, which removes its subscriptions when it closes: otherwise
-// Subscribe returns ErrNotManaged and changes nothing. It returns
-// engine.ErrClosed for a connection that is closing.
-func (h *Hub) Subscribe(c *engine.Conn, topics ...string) error {
-	if !c.IsOpen() {
-		return engine.ErrClosed
-	}
-	if h.conns.get(c.ID()) != c {
-		return ErrNotManaged
-	}
-	lh := h.loopHubFor(c.Loop())
-	s := lh.subs[c]
-	if s == nil {
-		s = &sub{c: c}
-		lh.subs[c] = s
-	}
-	for _, name := range topics {
-		lt := lh.topics[name]
-		if lt == nil {
-			lt = h.addLoopTopic(lh, name)
-		} else if s.member(lt) >= 0 {
-			continue
-		}
-		s.in = append(s.in, membership{lt: lt, idx: len(lt.members)})
-		lt.members = append(lt.members, s)
-		lt.t.count.Add(1)
-	}
-	return nil
-}
-
-// Unsubscribe removes c from topics. Loop only.
-func (h *Hub) Unsubscribe(c *engine.Conn, topics ...string) {
-	lh := h.loopHubFor(c.Loop())
-	s := lh.subs[c]
-	if s == nil {
-		return
-	}
-	for _, name := range topics {
-		if lt := lh.topics[name]; lt != nil {
-			if i := s.member(lt); i >= 0 {
-				h.leave(s, i)
-			}
-		}
-	}
-	if len(s.in) == 0 {
-		delete(lh.subs, c)
-	}
-}
-
-// SubscribeAsync is Subscribe for any goroutine: it runs on c's loop soon.
-func (h *Hub) SubscribeAsync(c *engine.Conn, topics ...string) {
-	c.Loop().Post(&asyncSub{h: h, c: c, topics: topics, on: true})
-}
-
-// UnsubscribeAsync is Unsubscribe for any goroutine.
-func (h *Hub) UnsubscribeAsync(c *engine.Conn, topics ...string) {
-	c.Loop().Post(&asyncSub{h: h, c: c, topics: topics})
-}
-
-type asyncSub struct {
-	h      *Hub
-	c      *engine.Conn
-	topics []string
-	on     bool
-}
-
-func (a *asyncSub) Run(*engine.Loop) {
-	if a.on {
-		_ = a.h.Subscribe(a.c, a.topics...) // a closed or unmanaged connection subscribes to nothing
-	} else {
-		a.h.Unsubscribe(a.c, a.topics...)
-	}
-}
-
-// Subscriptions returns the topics c is subscribed to. Loop only.
-func (h *Hub) Subscriptions(c *engine.Conn) []string {
-	s := h.loopHubFor(c.Loop()).subs[c]
-	if s == nil {
-		return nil
-	}
-	out := make([]string, len(s.in))
-	for i, m := range s.in {
-		out[i] = m.lt.t.name
-	}
-	return out
-}
-
-// forget removes every subscription of c. Loop only.
-func (h *Hub) forget(c *engine.Conn) {
-	lh := h.loopHubFor(c.Loop())
-	s := lh.subs[c]
-	if s == nil {
-		return
-	}
-	for len(s.in) > 0 {
-		h.leave(s, len(s.in)-1)
-	}
-	delete(lh.subs, c)
-}
-
-func (s *sub) member(lt *loopTopic) int {
-	for i, m := range s.in {
-		if m.lt == lt {
-			return i
-		}
-	}
-	return -1
-}
-
-// leave removes membership i of s. Loop only.
-func (h *Hub) leave(s *sub, i int) {
-	m := s.in[i]
-	lt := m.lt
-	last := len(lt.members) - 1
-	if m.idx != last {
-		moved := lt.members[last]
-		lt.members[m.idx] = moved
-		moved.in[moved.member(lt)].idx = m.idx
-	}
-	lt.members[last] = nil
-	lt.members = lt.members[:last]
-	s.in[i] = s.in[len(s.in)-1]
-	s.in = s.in[:len(s.in)-1]
-	lt.t.count.Add(-1)
-	if len(lt.members) == 0 {
-		h.removeLoopTopic(lt)
-	}
-}
-
-// addLoopTopic creates the loop's set for topic name. Loop only.
-func (h *Hub) addLoopTopic(lh *loopHub, name string) *loopTopic {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	t := h.topics[name]
-	if t == nil {
-		t = &topic{name: name}
-		t.sets.Store(new([]*loopTopic))
-		h.topics[name] = t
-	}
-	lt := &loopTopic{t: t, lh: lh}
-	sets := append(append([]*loopTopic(nil), *t.sets.Load()...), lt)
-	t.sets.Store(&sets)
-	lh.topics[name] = lt
-	return lt
-}
-
-// removeLoopTopic drops an empty loop set, and the topic with its last set.
-// Loop only. A publish that still holds the old set list delivers to the
-// empty set, which is harmless.
-func (h *Hub) removeLoopTopic(lt *loopTopic) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	t := lt.t
-	old := *t.sets.Load()
-	sets := make([]*loopTopic, 0, len(old))
-	for _, x := range old {
-		if x != lt {
-			sets = append(sets, x)
-		}
-	}
-	t.sets.Store(&sets)
-	delete(lt.lh.topics, t.name)
-	if len(sets) == 0 && h.topics[t.name] == t {
-		delete(h.topics, t.name)
-	}
+	return &loopHub{hub: h, loop: l, topics: make(map[string]*loopTopic)}
 }
 
 // delivery is one published message for one loop: the loop's sets of the
@@ -232,9 +40,29 @@ type delivery struct {
 
 var deliveries = sync.Pool{New: func() any { return &delivery{sets: make([]*loopTopic, 0, 4)} }}
 
+// admit counts n bytes as queued for the loop, unless Options.MaxQueued
+// are already waiting. Any goroutine.
+func (lh *loopHub) admit(n int) bool {
+	if max := lh.hub.opts.MaxQueued; max > 0 && lh.queued.Load() >= max {
+		return false
+	}
+	lh.queued.Add(int64(n))
+	return true
+}
+
+// recycle returns an unused delivery to its pool.
+func (d *delivery) recycle() {
+	d.lh, d.msg, d.exclude = nil, nil, 0
+	clear(d.sets)
+	d.sets = d.sets[:0]
+	deliveries.Put(d)
+}
+
 // Run queues the message for each local subscriber. Loop only.
 func (d *delivery) Run(*engine.Loop) {
-	lh, frame := d.lh, d.msg.frame
+	lh, frame, res := d.lh, d.msg.frame, d.msg.res
+	lh.queued.Add(-int64(len(frame)))
+	var queued, dropped, closed int64
 	lh.mark++
 	mark := lh.mark
 	max := lh.hub.opts.MaxBuffered
@@ -247,12 +75,19 @@ func (d *delivery) Run(*engine.Loop) {
 			if !s.c.IsOpen() || s.closing {
 				continue
 			}
-			if s.c.Buffered()+s.pendBytes+len(frame) > max {
-				lh.slow(s)
+			// A connection with room takes the whole frame, however large:
+			// the caps bound the backlog, not the size of one message.
+			if s.c.Full(int(s.pendBytes)) || max > 0 && s.c.Buffered()+int(s.pendBytes) >= max {
+				if lh.slow(s) {
+					closed++
+				} else {
+					dropped++
+				}
 				continue
 			}
+			queued++
 			s.pend = append(s.pend, frame)
-			s.pendBytes += len(frame)
+			s.pendBytes += int32(min(len(frame), maxPendBytes-int(s.pendBytes)))
 			if !s.dirty {
 				s.dirty = true
 				lh.dirty = append(lh.dirty, s)
@@ -264,18 +99,18 @@ func (d *delivery) Run(*engine.Loop) {
 		lh.flushing = true
 		lh.loop.FlushLater(lh)
 	}
-	d.lh, d.msg, d.exclude = nil, nil, 0
-	clear(d.sets)
-	d.sets = d.sets[:0]
-	deliveries.Put(d)
+	if res != nil {
+		res.queued.Add(queued)
+		res.dropped.Add(dropped)
+		res.closed.Add(closed)
+	}
+	d.recycle()
 }
 
-// slow applies the slow-consumer policy to s. Loop only.
-//
-// Close is left to Flush: writing the close frame can fail, and then the
-// engine closes the connection at once and OnClose unsubscribes it, which
-// must not happen while Run walks the topic's members.
-func (lh *loopHub) slow(s *sub) {
+// slow applies the slow-consumer policy to s and reports whether it closes
+// s. Loop only. The close is left to Flush, after the batch: every
+// publish of the batch sees s as closing, and none is written to it.
+func (lh *loopHub) slow(s *sub) bool {
 	if lh.hub.opts.Policy == Close {
 		lh.slowClosed.Add(1)
 		s.closing = true
@@ -283,10 +118,15 @@ func (lh *loopHub) slow(s *sub) {
 			s.dirty = true
 			lh.dirty = append(lh.dirty, s)
 		}
-		return
+		return true
 	}
 	lh.dropped.Add(1)
+	return false
 }
+
+// maxPendBytes is where a subscriber's pendBytes stops counting: it only
+// needs to reach the caps, which an int32 holds.
+const maxPendBytes = 1<<31 - 1
 
 // maxKeptPend is the largest per-subscriber frame queue kept between
 // batches: ordinary traffic reuses it without allocating, and a burst's
@@ -316,12 +156,23 @@ func (lh *loopHub) Flush(*engine.Loop) {
 		s.dirty = false
 		lh.dirty[i] = nil
 	}
-	lh.dirty = lh.dirty[:0]
+	lh.dirty = shrink(lh.dirty)
 	lh.delivered.Add(n)
 	for i, m := range lh.held {
 		m.release()
 		lh.held[i] = nil
 	}
-	lh.held = lh.held[:0]
+	lh.held = shrink(lh.held)
 	lh.flushing = false
+}
+
+// maxKeptBatch is the largest per-loop batch list kept between batches.
+const maxKeptBatch = 4096
+
+// shrink empties a per-loop list, letting a burst's large array go.
+func shrink[T any](s []T) []T {
+	if cap(s) > maxKeptBatch {
+		return nil
+	}
+	return s[:0]
 }

@@ -14,6 +14,7 @@ type message struct {
 	buf   *[]byte
 	frame []byte
 	refs  atomic.Int32
+	res   *pubResult // PublishWait's, or nil
 }
 
 var messages = sync.Pool{New: func() any { return new(message) }}
@@ -37,7 +38,10 @@ func (m *message) release() {
 		return
 	}
 	m.hub.live.Add(-1)
+	if m.res != nil {
+		close(m.res.done)
+	}
 	bufpool.Put(m.buf)
-	m.buf, m.frame, m.hub = nil, nil, nil
+	m.buf, m.frame, m.hub, m.res = nil, nil, nil, nil
 	messages.Put(m)
 }
