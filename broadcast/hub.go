@@ -43,6 +43,10 @@ type Options struct {
 	// Result.Overloaded) until it catches up, instead of queueing without
 	// bound. 0 means DefaultMaxQueued (64 MiB); negative means no cap.
 	MaxQueued int64
+	// Broker, if not nil, carries every publish to the nodes of a cluster,
+	// this one included (see Broker). nil: publishes are delivered in this
+	// process at once.
+	Broker Broker
 	// MaxSubscriptions caps the topics one connection may be subscribed to
 	// (Subscribe returns ErrTooManySubscriptions past it). 0 means
 	// DefaultMaxSubscriptions (256); negative means no cap.
@@ -65,6 +69,9 @@ type Hub struct {
 	loops  atomic.Pointer[[]*loopHub] // one per event loop, of any number of engines; copied on write
 
 	conns connIndex
+
+	node         string // the Broker's id for this node, or ""
+	brokerErrors atomic.Int64
 
 	published  atomic.Int64
 	live       atomic.Int64 // messages not yet released by every loop
@@ -91,6 +98,10 @@ func New(o Options) *Hub {
 	h := &Hub{opts: o, topics: make(map[string]*topic)}
 	h.loops.Store(new([]*loopHub))
 	h.conns.init()
+	if b := o.Broker; b != nil {
+		h.node = b.Status().Node
+		b.Start(h.deliverFromBroker)
+	}
 	return h
 }
 
@@ -138,7 +149,18 @@ func (h *Hub) Publish(topic string, op codec.OpCode, payload []byte) int {
 // subscribed to two of the topics counts twice, but gets the message once).
 // Any goroutine. The frame is encoded once; each event loop with
 // subscribers gets one task.
+//
+// With a Broker, the message goes to the Broker and comes back to be
+// delivered; the count is this node's, and a Broker error is counted in
+// Stats.BrokerErrors (PublishWait returns it).
 func (h *Hub) PublishMessage(m Message) int {
+	if h.opts.Broker != nil {
+		if m.Op != codec.OpText && m.Op != codec.OpBinary {
+			return 0
+		}
+		n, _ := h.toBroker(context.Background(), m, false)
+		return n
+	}
 	n, _ := h.publish(m, nil)
 	return n
 }
@@ -156,7 +178,19 @@ type Result struct {
 // subscribers has handed the frame to them (or skipped them), and says
 // what happened. It returns ctx's error if ctx ends first; the publish
 // still completes. Any goroutine; it allocates, unlike PublishMessage.
+//
+// With a Broker it waits until the broker has accepted the message (or
+// returns the broker's error, wrapping ErrBrokerUnavailable when it cannot
+// be reached); the Result then has only this node's Subscriptions, since
+// the delivery happens when the message comes back from the broker.
 func (h *Hub) PublishWait(ctx context.Context, m Message) (Result, error) {
+	if h.opts.Broker != nil {
+		if m.Op != codec.OpText && m.Op != codec.OpBinary {
+			return Result{}, nil
+		}
+		n, err := h.toBroker(ctx, m, true)
+		return Result{Subscriptions: n}, err
+	}
 	res := &pubResult{done: make(chan struct{})}
 	n, ok := h.publish(m, res)
 	if !ok {
@@ -296,6 +330,7 @@ type Stats struct {
 	Delivered     int64 `json:"delivered"`     // frames handed to sockets
 	Dropped       int64 `json:"dropped"`       // frames skipped by the Drop policy
 	Overloaded    int64 `json:"overloaded"`    // deliveries to a loop skipped because it had MaxQueued waiting
+	BrokerErrors  int64 `json:"broker_errors"` // publishes the Broker refused
 	SlowClosed    int64 `json:"slow_closed"`   // connections closed by the Close policy
 	LiveMessages  int64 `json:"live_messages"` // messages some loop still holds
 	Connections   int   `json:"connections"`   // connections the hub knows (open)
@@ -303,7 +338,7 @@ type Stats struct {
 
 // Stats returns the current counters. Any goroutine.
 func (h *Hub) Stats() Stats {
-	s := Stats{Published: h.published.Load(), LiveMessages: h.live.Load(), Connections: h.conns.len(), Overloaded: h.overloaded.Load()}
+	s := Stats{Published: h.published.Load(), LiveMessages: h.live.Load(), Connections: h.conns.len(), Overloaded: h.overloaded.Load(), BrokerErrors: h.brokerErrors.Load()}
 	h.mu.RLock()
 	for _, t := range h.topics {
 		if n := t.count.Load(); n > 0 {

@@ -229,6 +229,9 @@ func (h *Hub) addLoopTopic(lh *loopHub, name string) *loopTopic {
 		t = &topic{name: name}
 		t.sets.Store(new([]*loopTopic))
 		h.topics[name] = t
+		if b := h.opts.Broker; b != nil {
+			b.Interest(name, true) // the first subscriber on this node
+		}
 	}
 	lt := &loopTopic{t: t, lh: lh}
 	sets := append(append([]*loopTopic(nil), *t.sets.Load()...), lt)
@@ -255,5 +258,8 @@ func (h *Hub) removeLoopTopic(lt *loopTopic) {
 	delete(lt.lh.topics, t.name)
 	if len(sets) == 0 && h.topics[t.name] == t {
 		delete(h.topics, t.name)
+		if b := h.opts.Broker; b != nil {
+			b.Interest(t.name, false) // the last subscriber on this node left
+		}
 	}
 }
