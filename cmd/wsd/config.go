@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/wsdproject/wsd/engine"
 )
 
 // config is everything wsd can be told. Each field is a flag; the same name
@@ -40,8 +42,18 @@ type config struct {
 	SkipSender       bool
 	ClientPublish    string
 	MaxBuffered      int64 // fits an int
+	BackpressureCode int
+	WriteTimeout     time.Duration
+	MaxBufferedTotal int64
+	MessageTimeout   time.Duration
+	MaxMsgRate       float64
+	MaxMsgBurst      int
+	MaxByteRate      int64
+	RateLimitAction  string
 	SlowPolicy       string
 	SlowCloseCode    int
+	MaxSubscriptions int
+	MaxQueued        int64
 	AdminAddr        string
 	APIToken         string
 	Pprof            bool
@@ -82,6 +94,13 @@ func newFlagSet(c *config) *flag.FlagSet {
 		*p = def
 		fs.Var(&sizeValue{p: p, min: min, max: max}, name, usage)
 	}
+	rate := func(p *float64, name string, usage string) {
+		*p = 0
+		fs.Var(&rateValue{p}, name, usage)
+	}
+	count := func(p *int, name string, def int, want, usage string) {
+		integer(&intValue{p: p, kind: "count", want: want, ok: func(n int) bool { return n >= 0 }}, name, def, usage)
+	}
 
 	text(&c.ConfigFile, "config", "", nil, "YAML config file (see configs/wsd.yaml)")
 	list(&c.Addr, "addr", "127.0.0.1:8080", checkListenAddrs, "listen addresses, comma-separated: host:port, tcp://host:port, tcp4://, tcp6:// or unix:///path.sock")
@@ -98,9 +117,19 @@ func newFlagSet(c *config) *flag.FlagSet {
 	list(&c.Subprotocols, "subprotocols", "", eachItem(checkToken), "supported subprotocols, comma-separated, in preference order")
 	boolean(&c.SkipSender, "skip-sender", false, "chat: do not send a message back to its sender")
 	list(&c.ClientPublish, "client-publish", "", nil, `push: topics clients may publish to, comma-separated ("*" all, "news.*" a prefix)`)
-	size(&c.MaxBuffered, "max-buffered", 1<<20, 0, math.MaxInt, "broadcast: bytes a connection may have waiting to be sent before -slow-policy applies")
-	text(&c.SlowPolicy, "slow-policy", "drop", oneOf("slow policy", "drop", "close"), "broadcast: drop (skip frames for a slow connection) or close (close it)")
-	integer(&intValue{p: &c.SlowCloseCode, kind: "close code", want: "want 1008 (policy violation), 1013 (try again later) or an application code 3000-4999", ok: slowCloseCodeOK}, "slow-close-code", 1008, "broadcast: close code of -slow-policy close: 1008, 1013 or 3000-4999")
+	size(&c.MaxBuffered, "max-buffered", 1<<20, 0, math.MaxInt, "bytes waiting to be sent to one connection: a write that finds this many unsent closes it with -backpressure-code, a broadcast follows -slow-policy; input is not read on while over half of it")
+	integer(&intValue{p: &c.BackpressureCode, kind: "close code", want: closeCodeWant, ok: closeCodeOK}, "backpressure-code", 1008, "close code of a connection closed by -max-buffered: 1008, 1013 or 3000-4999")
+	duration(&c.WriteTimeout, "write-timeout", 30*time.Second, "close (1008) a connection whose unsent bytes have not shrunk for this long")
+	size(&c.MaxBufferedTotal, "max-buffered-total", engine.DefaultMaxBufferedTotal(), 0, math.MaxInt64, "unsent bytes of all connections together; over it the largest backlogs are closed first (1013) (default: a quarter of physical memory, at most 1GiB)")
+	duration(&c.MessageTimeout, "message-timeout", 60*time.Second, "close (1008) a connection whose message takes longer than this to arrive, first byte to last")
+	rate(&c.MaxMsgRate, "max-msg-rate", "messages one connection may send per second, e.g. 100 or 0.5; over it -rate-limit-action applies")
+	count(&c.MaxMsgBurst, "max-msg-burst", 0, "want 0 (twice -max-msg-rate) or more", "messages one connection may send at once under -max-msg-rate (0: twice the rate)")
+	size(&c.MaxByteRate, "max-byte-rate", 0, 0, math.MaxInt64, "message payload bytes one connection may send per second, e.g. 1MiB; over it -rate-limit-action applies")
+	text(&c.RateLimitAction, "rate-limit-action", "close", oneOf("rate limit action", "close", "drop"), "over -max-msg-rate or -max-byte-rate: close (1008) or drop (skip the message, count it, keep the connection)")
+	text(&c.SlowPolicy, "slow-policy", "drop", oneOf("slow policy", "drop", "close"), "broadcast to a connection at -max-buffered: drop (skip the frame, count it, keep the connection) or close (with -slow-close-code)")
+	integer(&intValue{p: &c.SlowCloseCode, kind: "close code", want: closeCodeWant, ok: closeCodeOK}, "slow-close-code", 1008, "broadcast: close code of -slow-policy close: 1008, 1013 or 3000-4999")
+	count(&c.MaxSubscriptions, "max-subscriptions", 256, "want 0 (no limit) or more", "push: topics one connection may be subscribed to")
+	size(&c.MaxQueued, "max-queued", 64<<20, 0, math.MaxInt64, "broadcast: published bytes waiting for one event loop; past it that loop skips publishes until it catches up")
 	text(&c.AdminAddr, "admin-addr", "127.0.0.1:9090", checkAdminAddr, "admin HTTP listener: publish API, topics, /healthz, /metrics (empty: off)")
 	text(&c.APIToken, "api-token", "", nil, "bearer token required on the admin /api/ endpoints (empty: none)")
 	boolean(&c.Pprof, "pprof", false, "serve /debug/pprof on the admin listener")
@@ -142,6 +171,8 @@ func valueKind(v flag.Value) string {
 		return " duration"
 	case *sizeValue:
 		return " size"
+	case *rateValue:
+		return " rate"
 	}
 	return ""
 }
@@ -246,6 +277,9 @@ func (c *config) checkRelations() []error {
 		errs = append(errs, fmt.Errorf("%s must exceed %s, or a silent peer is closed before it is pinged (0 turns either off)",
 			c.describe("idle-timeout", c.IdleTimeout), c.describe("ping-interval", c.PingInterval)))
 	}
+	if c.MaxMsgBurst > 0 && c.MaxMsgRate == 0 {
+		errs = append(errs, fmt.Errorf("%s needs -max-msg-rate: a burst is of a rate, and -max-msg-rate is 0 (off)", c.describe("max-msg-burst", c.MaxMsgBurst)))
+	}
 	return errs
 }
 
@@ -321,9 +355,13 @@ func checkToken(s string) *valueError {
 	return &valueError{"subprotocol", s, "want a token: letters, digits and !#$%&'*+-.^_`|~"}
 }
 
-// slowCloseCodeOK reports whether a slow consumer may be closed with
-// code: 1008 (policy violation), 1013 (try again later) or a code of the
-// 3000-4999 ranges left to libraries and applications (RFC 6455 §7.4.2).
-func slowCloseCodeOK(code int) bool {
+// closeCodeWant describes the close codes closeCodeOK accepts.
+const closeCodeWant = "want 1008 (policy violation), 1013 (try again later) or an application code 3000-4999"
+
+// closeCodeOK reports whether wsd may close a connection that hit a limit
+// with code: 1008 (policy violation), 1013 (try again later) or a code of
+// the 3000-4999 ranges left to libraries and applications (RFC 6455
+// §7.4.2).
+func closeCodeOK(code int) bool {
 	return code == 1008 || code == 1013 || code >= 3000 && code <= 4999
 }

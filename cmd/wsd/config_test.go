@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/wsdproject/wsd/broadcast"
+	"github.com/wsdproject/wsd/codec"
+	"github.com/wsdproject/wsd/engine"
 )
 
 // writeConfig writes a config file named name in a temporary directory and
@@ -202,6 +205,12 @@ func TestConfigErrors(t *testing.T) {
 			[]string{`-idle-timeout 10s (from WSD_IDLE_TIMEOUT) must exceed -ping-interval 30s, or`}},
 		{"idle timeout from file", nil, nil, "ping_interval: 30s\nidle_timeout: 30s\n",
 			[]string{`-idle-timeout 30s (from c.yaml:2: idle_timeout) must exceed -ping-interval 30s (from c.yaml:1: ping_interval)`}},
+		{"burst without a rate", []string{"-max-msg-burst", "10"}, nil, "",
+			[]string{`-max-msg-burst 10 needs -max-msg-rate: a burst is of a rate, and -max-msg-rate is 0 (off)`}},
+		{"burst from env without a rate", nil, []string{"WSD_MAX_MSG_BURST=10"}, "",
+			[]string{`-max-msg-burst 10 (from WSD_MAX_MSG_BURST) needs -max-msg-rate`}},
+		{"burst with the rate turned off", []string{"-max-msg-rate", "0"}, nil, "max_msg_rate: 5\nmax_msg_burst: 10\n",
+			[]string{`-max-msg-burst 10 (from c.yaml:2: max_msg_burst) needs -max-msg-rate`}},
 
 		// Several problems are all reported.
 		{"several", []string{"-mode", "nope", "-log-level", "loud"}, []string{"WSD_PING_INTERVAL=x"}, "",
@@ -321,7 +330,9 @@ func TestConfigUsage(t *testing.T) {
 			t.Errorf("usage does not show -%s", f.Name)
 		}
 	})
-	for _, want := range []string{"-ping-interval duration (default 20s)", "-max-message-size size (default 16MiB)", "-addr list (default 127.0.0.1:8080)", "WSD_PING_INTERVAL"} {
+	for _, want := range []string{"-ping-interval duration (default 20s)", "-max-message-size size (default 16MiB)", "-addr list (default 127.0.0.1:8080)", "WSD_PING_INTERVAL",
+		"-max-buffered size (default 1MiB)", "-max-msg-rate rate (default 0)", "-max-subscriptions int (default 256)",
+		"-max-buffered-total size (default " + formatSize(engine.DefaultMaxBufferedTotal()) + ")", "-backpressure-code int (default 1008)"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("usage does not show %q:\n%s", want, b.String())
 		}
@@ -333,18 +344,26 @@ func TestConfigUsage(t *testing.T) {
 // timeout off, which those options spell with a negative value (their 0 is
 // the default); other values pass through.
 func TestConfigZeroMeansOff(t *testing.T) {
-	off, _, err := loadConfig([]string{"-ping-interval", "0", "-idle-timeout", "0", "-handshake-timeout", "0", "-close-timeout", "0", "-max-message-size", "0", "-max-buffered", "0"}, nil)
+	off, _, err := loadConfig([]string{"-ping-interval", "0", "-idle-timeout", "0", "-handshake-timeout", "0", "-close-timeout", "0",
+		"-max-message-size", "0", "-max-buffered", "0", "-write-timeout", "0", "-max-buffered-total", "0", "-message-timeout", "0",
+		"-max-subscriptions", "0", "-max-queued", "0"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	o, h := engineOptions(off, nil), hubOptions(off)
 	for name, v := range map[string]int64{
 		"PingInterval": int64(o.PingInterval), "IdleTimeout": int64(o.IdleTimeout), "HandshakeTimeout": int64(o.HandshakeTimeout),
-		"CloseTimeout": int64(o.CloseTimeout), "MaxMessageSize": o.MaxMessageSize, "broadcast MaxBuffered": int64(h.MaxBuffered),
+		"CloseTimeout": int64(o.CloseTimeout), "MaxMessageSize": o.MaxMessageSize, "MaxBuffered": int64(o.MaxBuffered),
+		"WriteTimeout": int64(o.WriteTimeout), "MaxBufferedTotal": o.MaxBufferedTotal, "MessageTimeout": int64(o.MessageTimeout),
+		"broadcast MaxSubscriptions": int64(h.MaxSubscriptions), "broadcast MaxQueued": h.MaxQueued,
 	} {
 		if v >= 0 {
 			t.Errorf("%s = %d, want negative (off)", name, v)
 		}
+	}
+	// The rate limits are off at 0 in engine.Options too.
+	if o.MaxMessageRate != 0 || o.MaxMessageBurst != 0 || o.MaxByteRate != 0 || o.RateLimitDrop {
+		t.Errorf("rate limits %v, %d, %d, %v; want all off", o.MaxMessageRate, o.MaxMessageBurst, o.MaxByteRate, o.RateLimitDrop)
 	}
 
 	on, _, err := loadConfig([]string{"-ping-interval", "7s", "-idle-timeout", "9s", "-handshake-timeout", "3s", "-close-timeout", "2s",
@@ -355,10 +374,177 @@ func TestConfigZeroMeansOff(t *testing.T) {
 	}
 	o, h = engineOptions(on, nil), hubOptions(on)
 	if o.PingInterval != 7*time.Second || o.IdleTimeout != 9*time.Second || o.HandshakeTimeout != 3*time.Second ||
-		o.CloseTimeout != 2*time.Second || o.MaxMessageSize != 1024 || o.MaxHeaderBytes != 300 || o.EventLoops != 0 {
+		o.CloseTimeout != 2*time.Second || o.MaxMessageSize != 1024 || o.MaxHeaderBytes != 300 || o.EventLoops != 0 || o.MaxBuffered != 2048 {
 		t.Errorf("engine options %+v", o)
 	}
-	if h.MaxBuffered != 2048 || h.CloseCode != 1013 || h.Policy != broadcast.Close {
+	// -max-buffered is the engine's cap; the hub has none of its own.
+	if h.MaxBuffered != 0 || h.CloseCode != 1013 || h.Policy != broadcast.Close {
 		t.Errorf("hub options %+v", h)
 	}
 }
+
+// TestConfigLimitDefaults checks what the limits are when nothing is
+// given, as the engine and the hub get them.
+func TestConfigLimitDefaults(t *testing.T) {
+	c, _, err := loadConfig(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, h := engineOptions(c, nil), hubOptions(c)
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"MaxBuffered", o.MaxBuffered, 1 << 20},
+		{"BackpressureCode", o.BackpressureCode, codec.StatusPolicyViolation},
+		{"WriteTimeout", o.WriteTimeout, 30 * time.Second},
+		{"MaxBufferedTotal", o.MaxBufferedTotal, engine.DefaultMaxBufferedTotal()},
+		{"MessageTimeout", o.MessageTimeout, 60 * time.Second},
+		{"MaxMessageRate", o.MaxMessageRate, 0.0},
+		{"MaxMessageBurst", o.MaxMessageBurst, 0},
+		{"MaxByteRate", o.MaxByteRate, int64(0)},
+		{"RateLimitDrop", o.RateLimitDrop, false},
+		{"broadcast MaxBuffered", h.MaxBuffered, 0},
+		{"broadcast Policy", h.Policy, broadcast.Drop},
+		{"broadcast CloseCode", h.CloseCode, codec.StatusPolicyViolation},
+		{"broadcast MaxSubscriptions", h.MaxSubscriptions, 256},
+		{"broadcast MaxQueued", h.MaxQueued, int64(64 << 20)},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s = %v, want %v", ch.name, ch.got, ch.want)
+		}
+	}
+}
+
+// TestConfigLimits sets each limit from each source (flag, environment,
+// config file) and checks the value the engine or the hub gets, or, for a
+// value wsd refuses, the error, which names the setting as it was given.
+func TestConfigLimits(t *testing.T) {
+	type opts struct {
+		e engine.Options
+		h broadcast.Options
+	}
+	const (
+		sizeWant     = "want a number of bytes, or one with a KiB, MiB or GiB suffix, like 16MiB"
+		durationWant = "want a Go duration like 20s or 1m"
+		rateWant     = "want 0 (off) or a number per second, like 100 or 0.5"
+	)
+	cases := []struct {
+		flag, text string
+		extra      []string // more flags, given on the command line
+		get        func(opts) any
+		want       any    // the option's value, for a text wsd takes
+		kind, why  string // for a text wsd refuses: "invalid KIND "TEXT": WHY"
+	}{
+		{flag: "max-buffered", text: "64KiB", get: func(o opts) any { return o.e.MaxBuffered }, want: 64 << 10},
+		{flag: "max-buffered", text: "0", get: func(o opts) any { return o.e.MaxBuffered }, want: -1},
+		{flag: "max-buffered", text: "64KiB", get: func(o opts) any { return o.h.MaxBuffered }, want: 0},
+		{flag: "max-buffered", text: "-1", kind: "size", why: sizeWant},
+
+		{flag: "backpressure-code", text: "1013", get: func(o opts) any { return o.e.BackpressureCode }, want: codec.StatusTryAgainLater},
+		{flag: "backpressure-code", text: "1008", get: func(o opts) any { return o.e.BackpressureCode }, want: codec.StatusPolicyViolation},
+		{flag: "backpressure-code", text: "4000", get: func(o opts) any { return o.e.BackpressureCode }, want: codec.StatusCode(4000)},
+		{flag: "backpressure-code", text: "1000", kind: "close code", why: closeCodeWant},
+		{flag: "backpressure-code", text: "1011", kind: "close code", why: closeCodeWant},
+		{flag: "backpressure-code", text: "5000", kind: "close code", why: closeCodeWant},
+		{flag: "backpressure-code", text: "policy", kind: "close code", why: closeCodeWant},
+
+		{flag: "write-timeout", text: "5s", get: func(o opts) any { return o.e.WriteTimeout }, want: 5 * time.Second},
+		{flag: "write-timeout", text: "0", get: func(o opts) any { return o.e.WriteTimeout }, want: time.Duration(-1)},
+		{flag: "write-timeout", text: "5", kind: "duration", why: "want a duration with a unit, like 20s"},
+		{flag: "write-timeout", text: "-5s", kind: "duration", why: "want 0 (off) or a positive duration like 20s"},
+
+		{flag: "max-buffered-total", text: "512MiB", get: func(o opts) any { return o.e.MaxBufferedTotal }, want: int64(512 << 20)},
+		{flag: "max-buffered-total", text: "0", get: func(o opts) any { return o.e.MaxBufferedTotal }, want: int64(-1)},
+		{flag: "max-buffered-total", text: "lots", kind: "size", why: sizeWant},
+
+		{flag: "message-timeout", text: "2m", get: func(o opts) any { return o.e.MessageTimeout }, want: 2 * time.Minute},
+		{flag: "message-timeout", text: "0", get: func(o opts) any { return o.e.MessageTimeout }, want: time.Duration(-1)},
+		{flag: "message-timeout", text: "soon", kind: "duration", why: durationWant},
+
+		{flag: "max-msg-rate", text: "100", get: func(o opts) any { return o.e.MaxMessageRate }, want: 100.0},
+		{flag: "max-msg-rate", text: "0.5", get: func(o opts) any { return o.e.MaxMessageRate }, want: 0.5},
+		{flag: "max-msg-rate", text: "0", get: func(o opts) any { return o.e.MaxMessageRate }, want: 0.0},
+		{flag: "max-msg-rate", text: "-1", kind: "rate", why: rateWant},
+		{flag: "max-msg-rate", text: "fast", kind: "rate", why: rateWant},
+		{flag: "max-msg-rate", text: "Inf", kind: "rate", why: rateWant},
+		{flag: "max-msg-rate", text: "NaN", kind: "rate", why: rateWant},
+		{flag: "max-msg-rate", text: "1e400", kind: "rate", why: rateWant},
+
+		{flag: "max-msg-burst", text: "10", extra: []string{"-max-msg-rate", "2"}, get: func(o opts) any { return o.e.MaxMessageBurst }, want: 10},
+		{flag: "max-msg-burst", text: "0", extra: []string{"-max-msg-rate", "2"}, get: func(o opts) any { return o.e.MaxMessageBurst }, want: 0},
+		{flag: "max-msg-burst", text: "-1", kind: "count", why: "want 0 (twice -max-msg-rate) or more"},
+		{flag: "max-msg-burst", text: "1.5", kind: "count", why: "want 0 (twice -max-msg-rate) or more"},
+
+		{flag: "max-byte-rate", text: "1MiB", get: func(o opts) any { return o.e.MaxByteRate }, want: int64(1 << 20)},
+		{flag: "max-byte-rate", text: "65536", get: func(o opts) any { return o.e.MaxByteRate }, want: int64(65536)},
+		{flag: "max-byte-rate", text: "0", get: func(o opts) any { return o.e.MaxByteRate }, want: int64(0)},
+		{flag: "max-byte-rate", text: "1.5MiB", kind: "size", why: sizeWant},
+
+		{flag: "rate-limit-action", text: "drop", get: func(o opts) any { return o.e.RateLimitDrop }, want: true},
+		{flag: "rate-limit-action", text: "close", get: func(o opts) any { return o.e.RateLimitDrop }, want: false},
+		{flag: "rate-limit-action", text: "ignore", kind: "rate limit action", why: "want close or drop"},
+
+		{flag: "slow-policy", text: "close", get: func(o opts) any { return o.h.Policy }, want: broadcast.Close},
+		{flag: "slow-close-code", text: "1013", get: func(o opts) any { return o.h.CloseCode }, want: codec.StatusTryAgainLater},
+
+		{flag: "max-subscriptions", text: "10", get: func(o opts) any { return o.h.MaxSubscriptions }, want: 10},
+		{flag: "max-subscriptions", text: "0", get: func(o opts) any { return o.h.MaxSubscriptions }, want: -1},
+		{flag: "max-subscriptions", text: "-1", kind: "count", why: "want 0 (no limit) or more"},
+
+		{flag: "max-queued", text: "1MiB", get: func(o opts) any { return o.h.MaxQueued }, want: int64(1 << 20)},
+		{flag: "max-queued", text: "0", get: func(o opts) any { return o.h.MaxQueued }, want: int64(-1)},
+		{flag: "max-queued", text: "-1", kind: "size", why: sizeWant},
+	}
+	for _, tc := range cases {
+		key, env := strings.ReplaceAll(tc.flag, "-", "_"), envName(tc.flag)
+		sources := []struct {
+			name      string
+			args, env []string
+			file      string // content of c.yaml
+			errText   string // the error for a refused text
+		}{
+			{"flag", []string{"-" + tc.flag, tc.text}, nil, "",
+				fmt.Sprintf("-%s: invalid %s %q: %s", tc.flag, tc.kind, tc.text, tc.why)},
+			{"env", nil, []string{env + "=" + tc.text}, "",
+				fmt.Sprintf("-%s: invalid %s %q (from %s): %s", tc.flag, tc.kind, tc.text, env, tc.why)},
+			{"file", nil, nil, key + ": " + tc.text + "\n",
+				fmt.Sprintf("c.yaml:1: %s: invalid %s %q: %s", key, tc.kind, tc.text, tc.why)},
+		}
+		for _, src := range sources {
+			t.Run(tc.flag+"="+tc.text+"/"+src.name, func(t *testing.T) {
+				args := append(append([]string(nil), src.args...), tc.extra...)
+				if src.file != "" {
+					t.Chdir(t.TempDir()) // so that the errors name "c.yaml"
+					if err := os.WriteFile("c.yaml", []byte(src.file), 0o600); err != nil {
+						t.Fatal(err)
+					}
+					args = append([]string{"-config", "c.yaml"}, args...)
+				}
+				c, warnings, err := loadConfig(args, src.env)
+				if len(warnings) > 0 {
+					t.Errorf("warnings %q", warnings)
+				}
+				if tc.kind != "" {
+					if err == nil || err.Error() != src.errText {
+						t.Errorf("error %v\nwant %s", err, src.errText)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				o := opts{engineOptions(c, nil), hubOptions(c)}
+				if got := tc.get(o); got != tc.want {
+					t.Errorf("got %v (%T), want %v (%T)", got, got, tc.want, tc.want)
+				}
+				// The engine and the hub take what they are given.
+				if _, err := engine.New(engine.NopHandler{}, o.e); err != nil {
+					t.Errorf("engine.New: %v", err)
+				}
+			})
+		}
+	}
+}
+

@@ -155,7 +155,9 @@ func (d *daemon) serve() error {
 
 // engineOptions maps the daemon's config onto engine.Options. In the
 // daemon 0 turns a limit or a timeout off; in engine.Options 0 means the
-// default and a negative value turns it off.
+// default and a negative value turns it off. The rate limits pass through
+// as they are: their 0 is "no limit" there too, and a zero burst twice the
+// rate in both.
 func engineOptions(cfg *config, log *zap.Logger) engine.Options {
 	return engine.Options{
 		Addrs:            splitList(cfg.Addr),
@@ -167,6 +169,15 @@ func engineOptions(cfg *config, log *zap.Logger) engine.Options {
 		PingInterval:     offIfZero(cfg.PingInterval),
 		IdleTimeout:      offIfZero(cfg.IdleTimeout),
 		CloseTimeout:     offIfZero(cfg.CloseTimeout),
+		MaxBuffered:      offIfZero(int(cfg.MaxBuffered)),
+		BackpressureCode: codec.StatusCode(cfg.BackpressureCode),
+		WriteTimeout:     offIfZero(cfg.WriteTimeout),
+		MaxBufferedTotal: offIfZero(cfg.MaxBufferedTotal),
+		MessageTimeout:   offIfZero(cfg.MessageTimeout),
+		MaxMessageRate:   cfg.MaxMsgRate,
+		MaxMessageBurst:  cfg.MaxMsgBurst,
+		MaxByteRate:      cfg.MaxByteRate,
+		RateLimitDrop:    cfg.RateLimitAction == "drop",
 		AllowedOrigins:   splitList(cfg.Origins),
 		Subprotocols:     splitList(cfg.Subprotocols),
 		Logger:           log,
@@ -182,10 +193,17 @@ func offIfZero[T int | int64 | time.Duration](v T) T {
 	return v
 }
 
-// hubOptions maps the slow-consumer flags onto broadcast.Options, where 0
-// means the default and a negative MaxBuffered means no cap.
+// hubOptions maps the broadcast flags onto broadcast.Options, where 0
+// means the default and a negative value no cap. The hub has no cap of its
+// own on unsent bytes: -max-buffered is the engine's, which the hub's
+// policy applies to before the engine would close the connection.
 func hubOptions(cfg *config) broadcast.Options {
-	o := broadcast.Options{MaxBuffered: offIfZero(int(cfg.MaxBuffered)), Policy: broadcast.Drop, CloseCode: codec.StatusCode(cfg.SlowCloseCode)}
+	o := broadcast.Options{
+		Policy:           broadcast.Drop,
+		CloseCode:        codec.StatusCode(cfg.SlowCloseCode),
+		MaxSubscriptions: offIfZero(cfg.MaxSubscriptions),
+		MaxQueued:        offIfZero(cfg.MaxQueued),
+	}
 	if cfg.SlowPolicy == "close" {
 		o.Policy = broadcast.Close
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -129,6 +130,21 @@ func (v *durationValue) Set(s string) error {
 		return &valueError{"duration", s, "want a duration with a unit, like 20s"}
 	}
 	return &valueError{"duration", s, "want a Go duration like 20s or 1m"}
+}
+
+// rateValue is a rate per second: a number, with a fraction if need be;
+// 0 is off.
+type rateValue struct{ p *float64 }
+
+func (v *rateValue) String() string { return strconv.FormatFloat(*v.p, 'g', -1, 64) }
+
+func (v *rateValue) Set(s string) error {
+	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	if err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) {
+		return &valueError{"rate", s, "want 0 (off) or a number per second, like 100 or 0.5"}
+	}
+	*v.p = f
+	return nil
 }
 
 // sizeValue is a size in bytes between min and max (both inclusive),
