@@ -547,4 +547,3 @@ func TestConfigLimits(t *testing.T) {
 		}
 	}
 }
-
