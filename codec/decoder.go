@@ -20,6 +20,17 @@ type Receiver interface {
 	OnControl(op OpCode, payload []byte) error
 }
 
+// CompressedReceiver is a Receiver that takes compressed messages: with
+// Decoder.Deflate on, a message whose first frame has RSV1 set goes to
+// OnCompressed as received (still compressed, its UTF-8 not checked), and
+// the receiver inflates it (Inflater) and checks it. A Decoder with
+// Deflate on fails a compressed message with ErrReservedBits if its
+// Receiver is not a CompressedReceiver.
+type CompressedReceiver interface {
+	Receiver
+	OnCompressed(op OpCode, payload []byte) error
+}
+
 // Decoder is an incremental RFC 6455 frame decoder for the server side of a
 // connection. Feed it whatever bytes are buffered; it handles every complete
 // frame, streams the payload of a partly received data frame into its
@@ -40,14 +51,21 @@ type Decoder struct {
 	// a larger one fails with ErrMessageTooBig (close 1009). 0 means no limit.
 	MaxMessageSize int64
 
-	inFrame    bool    // streaming the payload of hdr
-	fragmented bool    // a message is in progress (a non-final frame was seen)
-	hdr        Header  // the data frame being streamed
-	remaining  int64   // payload bytes of hdr not yet seen
-	offset     int     // mask offset of the next payload byte of hdr
-	msgOp      OpCode  // opcode of the message in progress
-	msg        *[]byte // assembly buffer, nil between messages
-	utf8       UTF8
+	inFrame    bool // streaming the payload of hdr
+	fragmented bool // a message is in progress (a non-final frame was seen)
+	compressed bool // the message in progress is compressed (RSV1 on its first frame)
+
+	// Deflate is the connection's permessage-deflate, if negotiated: it
+	// allows RSV1 on the first frame of a data message. (It lives here to
+	// keep the connection small; the Decoder itself only uses On.)
+	Deflate Deflate
+
+	hdr       Header  // the data frame being streamed
+	remaining int64   // payload bytes of hdr not yet seen
+	offset    int     // mask offset of the next payload byte of hdr
+	msgOp     OpCode  // opcode of the message in progress
+	msg       *[]byte // assembly buffer, nil between messages
+	utf8      UTF8
 }
 
 // Decode consumes frames from buf and returns the number of bytes consumed.
@@ -69,7 +87,7 @@ func (d *Decoder) Decode(buf []byte, r Receiver) (n int, err error) {
 			n += k
 			d.offset += k
 			d.remaining -= int64(k)
-			if d.msgOp == OpText && !d.utf8.Write(chunk) {
+			if d.msgOp == OpText && !d.compressed && !d.utf8.Write(chunk) {
 				return n, ErrInvalidUTF8
 			}
 			if k > 0 {
@@ -98,7 +116,11 @@ func (d *Decoder) Decode(buf []byte, r Receiver) (n int, err error) {
 		if hl > len(rest) {
 			return n, nil
 		}
-		if err = CheckHeader(h, d.fragmented, 0); err != nil {
+		var rsv byte
+		if d.Deflate.On && (h.OpCode == OpText || h.OpCode == OpBinary) {
+			rsv = Rsv1 // a compressed message; never on control or continuation frames
+		}
+		if err = CheckHeader(h, d.fragmented, rsv); err != nil {
 			return n, err
 		}
 		if h.OpCode.IsControl() {
@@ -124,10 +146,14 @@ func (d *Decoder) Decode(buf []byte, r Receiver) (n int, err error) {
 			p := rest[hl:end]
 			Unmask(p, h.Mask, 0)
 			n += end
-			if h.OpCode == OpText && !utf8.Valid(p) {
-				return n, ErrInvalidUTF8
+			if h.Rsv&Rsv1 != 0 {
+				err = onCompressed(r, h.OpCode, p)
+			} else if h.OpCode == OpText && !utf8.Valid(p) {
+				err = ErrInvalidUTF8
+			} else {
+				err = r.OnMessage(h.OpCode, p)
 			}
-			if err = r.OnMessage(h.OpCode, p); err != nil {
+			if err != nil {
 				return n, err
 			}
 			continue
@@ -135,6 +161,7 @@ func (d *Decoder) Decode(buf []byte, r Receiver) (n int, err error) {
 		n += hl
 		if !d.fragmented {
 			d.msgOp = h.OpCode
+			d.compressed = h.Rsv&Rsv1 != 0
 			d.utf8.Reset()
 		}
 		d.hdr, d.remaining, d.offset, d.inFrame = h, h.Length, 0, true
@@ -151,16 +178,31 @@ func (d *Decoder) assembled() int64 {
 
 func (d *Decoder) deliver(r Receiver) error {
 	d.fragmented = false
-	if d.msgOp == OpText && !d.utf8.Complete() {
+	if d.msgOp == OpText && !d.compressed && !d.utf8.Complete() {
 		return ErrInvalidUTF8
 	}
 	var p []byte
 	if d.msg != nil {
 		p = *d.msg
 	}
-	err := r.OnMessage(d.msgOp, p)
+	var err error
+	if d.compressed {
+		d.compressed = false
+		err = onCompressed(r, d.msgOp, p)
+	} else {
+		err = r.OnMessage(d.msgOp, p)
+	}
 	d.Release()
 	return err
+}
+
+// onCompressed hands a compressed message to r.
+func onCompressed(r Receiver, op OpCode, p []byte) error {
+	cr, ok := r.(CompressedReceiver)
+	if !ok {
+		return ErrReservedBits
+	}
+	return cr.OnCompressed(op, p)
 }
 
 // InMessage reports whether a message is partly received: a frame's payload

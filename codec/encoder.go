@@ -41,6 +41,15 @@ func (e *HeaderEncoder) AppendFrame(dst []byte, op OpCode, payload []byte) []byt
 
 var encoders = sync.Pool{New: func() any { return new(HeaderEncoder) }}
 
+// AppendFrameRsv is AppendFrame with RSV bits (Rsv1 for a compressed
+// message), with a pooled HeaderEncoder. Safe for concurrent use.
+func AppendFrameRsv(dst []byte, rsv byte, op OpCode, payload []byte) []byte {
+	e := encoders.Get().(*HeaderEncoder)
+	dst = append(dst, e.Encode(true, rsv, op, len(payload))...)
+	encoders.Put(e)
+	return append(dst, payload...)
+}
+
 // AppendFrame appends one final, unmasked frame carrying payload to dst,
 // with a pooled HeaderEncoder. Safe for concurrent use; it allocates only if
 // dst must grow. Code that owns an encoder (an event loop) should use

@@ -29,6 +29,7 @@ var (
 	ErrInvalidUTF8            = newError(StatusInvalidPayload, "invalid UTF-8 in text message")
 	ErrInvalidCloseUTF8       = newError(StatusInvalidPayload, "invalid UTF-8 in close reason")
 	ErrMessageTooBig          = newError(StatusMessageTooBig, "message exceeds the size limit")
+	ErrInflate                = newError(StatusInvalidPayload, "compressed message is not valid deflate data")
 )
 
 // CloseStatus returns the close code carried by err if it is (or wraps) an
