@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"net/http/pprof"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -28,8 +30,9 @@ type admin struct {
 	hub      *broadcast.Hub
 	stats    func() engine.Stats
 	token    string
-	maxMsg   int64 // largest payload that may be published; 0: no limit
-	maxBody  int64 // largest body of POST /api/publish; 0: no limit
+	maxMsg   int64         // largest payload that may be published; 0: no limit
+	maxBody  int64         // largest body of POST /api/publish; 0: no limit
+	wait     time.Duration // how long POST /api/publish waits for the event loops' counts
 	mux      *http.ServeMux
 	registry *prometheus.Registry
 }
@@ -39,7 +42,7 @@ type admin struct {
 // payloads (larger: 413) as -max-message-size bounds received ones, and
 // like it, 0 means no limit.
 func newAdmin(hub *broadcast.Hub, stats func() engine.Stats, token string, maxMessage int64, withPprof bool) *admin {
-	a := &admin{hub: hub, stats: stats, token: token, mux: http.NewServeMux()}
+	a := &admin{hub: hub, stats: stats, token: token, mux: http.NewServeMux(), wait: defaultPublishWait}
 	a.maxMsg = maxMessage
 	a.maxBody = publishBodyLimit(maxMessage)
 	a.registry = prometheus.NewRegistry()
@@ -165,9 +168,47 @@ func (a *admin) publish(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("payload of %d bytes is over max-message-size (%d)", len(payload), a.maxMsg))
 		return
 	}
-	n := a.hub.PublishMessage(broadcast.Message{Topics: topics, Op: op, Payload: payload, Exclude: req.Exclude})
-	writeJSON(w, http.StatusOK, map[string]any{"recipients": n, "topics": topics})
+	ctx, cancel := context.WithTimeout(r.Context(), a.wait)
+	defer cancel()
+	res, err := a.hub.PublishWait(ctx, broadcast.Message{Topics: topics, Op: op, Payload: payload, Exclude: req.Exclude})
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		// The loops have not all handled it yet; it still goes out.
+		writeJSON(w, http.StatusAccepted, publishPending{Recipients: res.Subscriptions, Topics: topics, Pending: true})
+		return
+	case err != nil:
+		writeError(w, http.StatusServiceUnavailable, "publish: "+err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, publishResult{
+		Recipients: res.Subscriptions, Queued: res.Queued, Dropped: res.Dropped, Closed: res.Closed,
+		Overloaded: res.Overloaded, Topics: topics,
+	})
 }
+
+// publishResult is the answer to POST /api/publish once every event loop
+// has handled the message.
+type publishResult struct {
+	Recipients int      `json:"recipients"` // subscriptions to the topics at publish time (broadcast.Result.Subscriptions)
+	Queued     int      `json:"queued"`     // connections the message was handed to
+	Dropped    int      `json:"dropped"`    // connections at -max-buffered that skipped it (-slow-policy drop)
+	Closed     int      `json:"closed"`     // connections at -max-buffered closed instead (-slow-policy close)
+	Overloaded int      `json:"overloaded"` // event loops that skipped it, -max-queued behind
+	Topics     []string `json:"topics"`
+}
+
+// publishPending is the answer to POST /api/publish when the event loops
+// have not all handled the message within admin.wait: it is published,
+// but what became of it is not known yet.
+type publishPending struct {
+	Recipients int      `json:"recipients"`
+	Topics     []string `json:"topics"`
+	Pending    bool     `json:"pending"`
+}
+
+// defaultPublishWait is how long POST /api/publish waits for the event
+// loops to hand a message to their subscribers before it answers 202.
+const defaultPublishWait = 5 * time.Second
 
 func (a *admin) topics(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"topics": a.hub.Topics()})
@@ -210,10 +251,19 @@ var (
 	descSlowClosed = prometheus.NewDesc("wsd_slow_closed_total", "Connections closed as slow consumers.", nil, nil)
 	descTopics     = prometheus.NewDesc("wsd_topics", "Topics with subscribers.", nil, nil)
 	descSubs       = prometheus.NewDesc("wsd_subscriptions", "Connection-topic subscriptions.", nil, nil)
+
+	descClosed      = prometheus.NewDesc("wsd_closed_total", "Connections closed by a limit, by reason: backpressure (-max-buffered), write_timeout, budget (-max-buffered-total), rate_limit, message_timeout, slow_consumer (-slow-policy close).", []string{"reason"}, nil)
+	descRateDropped = prometheus.NewDesc("wsd_rate_dropped_total", "Messages dropped by -rate-limit-action drop.", nil, nil)
+	descUnsent      = prometheus.NewDesc("wsd_unsent_bytes", "Bytes waiting to be sent, and held by partly received messages, on every connection (what -max-buffered-total bounds).", nil, nil)
+	descOverloaded  = prometheus.NewDesc("wsd_publish_overloaded_total", "Deliveries of a publish to an event loop skipped because -max-queued bytes were waiting for it.", nil, nil)
 )
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConns, descUpgrades, descMsgsIn, descBytesIn, descFramesOut, descBytesOut, descWrites, descCloses, descPublished, descDelivered, descDropped, descSlowClosed, descTopics, descSubs} {
+	for _, d := range []*prometheus.Desc{
+		descConns, descUpgrades, descMsgsIn, descBytesIn, descFramesOut, descBytesOut, descWrites, descCloses,
+		descPublished, descDelivered, descDropped, descSlowClosed, descTopics, descSubs,
+		descClosed, descRateDropped, descUnsent, descOverloaded,
+	} {
 		ch <- d
 	}
 }
@@ -240,14 +290,37 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	for label, n := range closes {
 		ch <- prometheus.MustNewConstMetric(descCloses, prometheus.CounterValue, float64(n), label)
 	}
+	gauge(descUnsent, s.Unsent)
+	counter(descRateDropped, s.Limits.RateDropped)
+	var h broadcast.Stats
 	if m.a.hub != nil {
-		h := m.a.hub.Stats()
+		h = m.a.hub.Stats()
 		counter(descPublished, h.Published)
 		counter(descDelivered, h.Delivered)
 		counter(descDropped, h.Dropped)
 		counter(descSlowClosed, h.SlowClosed)
 		gauge(descTopics, int64(h.Topics))
 		gauge(descSubs, h.Subscriptions)
+		counter(descOverloaded, h.Overloaded)
+	}
+	l := s.Limits
+	labelled(ch, descClosed, []labelCount{
+		{"backpressure", l.Backpressure}, {"write_timeout", l.WriteTimeout}, {"budget", l.Budget},
+		{"rate_limit", l.RateLimit}, {"message_timeout", l.MessageTimeout}, {"slow_consumer", h.SlowClosed},
+	})
+}
+
+// labelCount is the count of one label value of a counter with one label.
+type labelCount struct {
+	label string
+	n     int64
+}
+
+// labelled sends a counter of d for each label value: all of them, zeros
+// included, so that every series exists from the start.
+func labelled(ch chan<- prometheus.Metric, d *prometheus.Desc, counts []labelCount) {
+	for _, c := range counts {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(c.n), c.label)
 	}
 }
 

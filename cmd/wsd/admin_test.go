@@ -90,6 +90,10 @@ func call(t *testing.T, srv *httptest.Server, method, path, auth, body string) a
 // publishReply is the body of a successful POST /api/publish.
 type publishReply struct {
 	Recipients int      `json:"recipients"`
+	Queued     int      `json:"queued"`
+	Dropped    int      `json:"dropped"`
+	Closed     int      `json:"closed"`
+	Overloaded int      `json:"overloaded"`
 	Topics     []string `json:"topics"`
 }
 
@@ -365,6 +369,8 @@ func TestAdminMetrics(t *testing.T) {
 	full := engine.Stats{
 		Conns: 3, Upgrades: 11, MessagesIn: 5, BytesIn: 123, FramesOut: 7, BytesOut: 456, Writes: 3,
 		CloseCodes: []engine.CloseCount{{Code: 1000, Count: 4}, {Code: 1006, Count: 2}, {Code: 4002, Count: 1}},
+		Unsent:     4096,
+		Limits:     engine.LimitCounts{Backpressure: 21, WriteTimeout: 22, Budget: 23, RateLimit: 24, MessageTimeout: 25, RateDropped: 26},
 	}
 	cases := []struct {
 		name      string
@@ -379,6 +385,11 @@ func TestAdminMetrics(t *testing.T) {
 			want: map[string]string{
 				"wsd_connections": "0", "wsd_upgrades_total": "0", "wsd_published_total": "0",
 				"wsd_topics": "0", "wsd_subscriptions": "0",
+				// The series of the limits exist from the start.
+				`wsd_closed_total{reason="backpressure"}`: "0", `wsd_closed_total{reason="write_timeout"}`: "0",
+				`wsd_closed_total{reason="budget"}`: "0", `wsd_closed_total{reason="rate_limit"}`: "0",
+				`wsd_closed_total{reason="message_timeout"}`: "0", `wsd_closed_total{reason="slow_consumer"}`: "0",
+				"wsd_rate_dropped_total": "0", "wsd_unsent_bytes": "0", "wsd_publish_overloaded_total": "0",
 			},
 			absent: []string{"wsd_closes_total"},
 		},
@@ -387,27 +398,36 @@ func TestAdminMetrics(t *testing.T) {
 			stats:     full,
 			publishes: 2,
 			want: map[string]string{
-				"wsd_connections":               "3",
-				"wsd_upgrades_total":            "11",
-				"wsd_messages_received_total":   "5",
-				"wsd_received_bytes_total":      "123",
-				"wsd_frames_sent_total":         "7",
-				"wsd_sent_bytes_total":          "456",
-				"wsd_socket_writes_total":       "3",
-				`wsd_closes_total{code="1000"}`: "4",
-				`wsd_closes_total{code="1006"}`: "2",
-				`wsd_closes_total{code="4xxx"}`: "1",
-				"wsd_published_total":           "2",
-				"wsd_delivered_total":           "0",
-				"wsd_dropped_total":             "0",
-				"wsd_slow_closed_total":         "0",
-				"wsd_topics":                    "0",
-				"wsd_subscriptions":             "0",
-				"go_goroutines":                 "", // present, any value
-				"process_resident_memory_bytes": "",
-				"go_memstats_alloc_bytes":       "",
-				"process_cpu_seconds_total":     "",
-				"go_gc_duration_seconds_count":  "",
+				"wsd_connections":                            "3",
+				"wsd_upgrades_total":                         "11",
+				"wsd_messages_received_total":                "5",
+				"wsd_received_bytes_total":                   "123",
+				"wsd_frames_sent_total":                      "7",
+				"wsd_sent_bytes_total":                       "456",
+				"wsd_socket_writes_total":                    "3",
+				`wsd_closes_total{code="1000"}`:              "4",
+				`wsd_closes_total{code="1006"}`:              "2",
+				`wsd_closes_total{code="4xxx"}`:              "1",
+				"wsd_published_total":                        "2",
+				"wsd_delivered_total":                        "0",
+				"wsd_dropped_total":                          "0",
+				"wsd_slow_closed_total":                      "0",
+				"wsd_topics":                                 "0",
+				"wsd_subscriptions":                          "0",
+				`wsd_closed_total{reason="backpressure"}`:    "21",
+				`wsd_closed_total{reason="write_timeout"}`:   "22",
+				`wsd_closed_total{reason="budget"}`:          "23",
+				`wsd_closed_total{reason="rate_limit"}`:      "24",
+				`wsd_closed_total{reason="message_timeout"}`: "25",
+				`wsd_closed_total{reason="slow_consumer"}`:   "0",
+				"wsd_rate_dropped_total":                     "26",
+				"wsd_unsent_bytes":                           "4096",
+				"wsd_publish_overloaded_total":               "0",
+				"go_goroutines":                              "", // present, any value
+				"process_resident_memory_bytes":              "",
+				"go_memstats_alloc_bytes":                    "",
+				"process_cpu_seconds_total":                  "",
+				"go_gc_duration_seconds_count":               "",
 			},
 		},
 	}
@@ -416,6 +436,8 @@ func TestAdminMetrics(t *testing.T) {
 		"wsd_received_bytes_total": "counter", "wsd_frames_sent_total": "counter", "wsd_sent_bytes_total": "counter",
 		"wsd_published_total": "counter", "wsd_delivered_total": "counter", "wsd_dropped_total": "counter",
 		"wsd_slow_closed_total": "counter", "wsd_topics": "gauge", "wsd_subscriptions": "gauge",
+		"wsd_closed_total": "counter", "wsd_rate_dropped_total": "counter",
+		"wsd_unsent_bytes": "gauge", "wsd_publish_overloaded_total": "counter",
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -622,8 +644,8 @@ func TestAdminWithSubscribers(t *testing.T) {
 		}
 		var got publishReply
 		decodeStrict(t, r, &got)
-		if got.Recipients != st.recipients {
-			t.Errorf("%s: recipients %d, want %d", st.name, got.Recipients, st.recipients)
+		if got.Recipients != st.recipients || got.Queued != len(st.to) || got.Dropped+got.Closed+got.Overloaded != 0 {
+			t.Errorf("%s: %+v, want %d recipients, queued to %d", st.name, got, st.recipients, len(st.to))
 		}
 		for _, c := range st.to {
 			want[c] = append(want[c], st.msg)
