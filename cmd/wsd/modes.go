@@ -3,9 +3,14 @@ package main
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	_ "embed"
 
@@ -32,8 +37,8 @@ func newMode(cfg *config, hub *broadcast.Hub) (*mode, error) {
 		ch := &chatHandler{hub: hub, skipSender: cfg.SkipSender}
 		return &mode{handler: hub.Handler(ch), onUpgrade: chatUpgrade, httpHandler: serveDemo}, nil
 	case "push":
-		ph := &pushHandler{hub: hub, allowed: splitList(cfg.ClientPublish)}
-		return &mode{handler: hub.Handler(ph), onUpgrade: pushUpgrade}, nil
+		ph := &pushHandler{hub: hub, allowed: splitList(cfg.ClientPublish), maxSubs: cfg.MaxSubscriptions}
+		return &mode{handler: hub.Handler(ph), onUpgrade: ph.upgrade}, nil
 	}
 	return nil, fmt.Errorf("unknown mode %q (want echo, chat or push)", cfg.Mode)
 }
@@ -131,11 +136,37 @@ func (h *chatHandler) announce(room string) {
 	h.hub.Publish(pt, codec.OpText, msg)
 }
 
-// pushUpgrade subscribes a connection to the topics in ?topics=a,b.
-func pushUpgrade(r *engine.Request) *engine.Response {
-	r.Context = splitList(r.Query("topics"))
-	return nil
+// maxTopicLen is the longest topic name of the push mode, in bytes.
+const maxTopicLen = 256
+
+// checkTopic returns why name cannot be a push topic, or "" if it can. A
+// topic is 1 to maxTopicLen bytes of printable UTF-8 with no space and no
+// comma: it can then be written in every place that names topics (a
+// ?topics= list and -client-publish are comma-separated), and it shows in
+// logs and acks as it is, without invisible or look-alike characters.
+func checkTopic(name string) string {
+	switch {
+	case name == "":
+		return "topic is required"
+	case len(name) > maxTopicLen:
+		return fmt.Sprintf("a topic name is at most %d bytes, this one %d", maxTopicLen, len(name))
+	case !utf8.ValidString(name):
+		return "a topic name is UTF-8 text"
+	case strings.ContainsFunc(name, func(r rune) bool { return !unicode.IsPrint(r) || r == ' ' || r == ',' }):
+		return "a topic name holds printable characters only, no spaces and no commas"
+	}
+	return ""
 }
+
+// pushErrorCode is the "code" of a push error ack.
+type pushErrorCode string
+
+const (
+	codeBadRequest  pushErrorCode = "bad_request"            // not a JSON text message, an unknown op, bad data_base64
+	codeBadTopic    pushErrorCode = "bad_topic"              // the topic is missing or breaks checkTopic's rule
+	codeTooManySubs pushErrorCode = "too_many_subscriptions" // past -max-subscriptions
+	codeForbidden   pushErrorCode = "forbidden"              // publishing to a topic -client-publish does not allow
+)
 
 // pushHandler serves push clients: they subscribe with ?topics= and with
 // JSON control messages, and receive what is published to their topics.
@@ -143,11 +174,58 @@ type pushHandler struct {
 	engine.NopHandler
 	hub     *broadcast.Hub
 	allowed []string // topics clients may publish to ("*" for all, "news.*" for a prefix)
+	maxSubs int      // topics one connection may be subscribed to; 0: no limit
+}
+
+// upgrade takes the topics of ?topics=a,b (the parameter may be repeated)
+// for OnOpen to subscribe to. A query that is not valid URL encoding, a
+// topic name checkTopic refuses, or more distinct topics than maxSubs, get
+// 400 with the reason.
+func (h *pushHandler) upgrade(r *engine.Request) *engine.Response {
+	_, query, _ := strings.Cut(r.URI(), "?")
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return badRequest("the query is not valid URL encoding: " + err.Error())
+	}
+	var topics []string
+	seen := map[string]bool{}
+	for _, v := range q["topics"] {
+		for _, name := range splitList(v) {
+			if why := checkTopic(name); why != "" {
+				return badRequest(fmt.Sprintf("bad topic %s: %s", quoteTopic(name), why))
+			}
+			if !seen[name] {
+				seen[name] = true
+				topics = append(topics, name)
+			}
+		}
+	}
+	if h.maxSubs > 0 && len(topics) > h.maxSubs {
+		return badRequest(fmt.Sprintf("%d topics; a connection may subscribe to at most %d", len(topics), h.maxSubs))
+	}
+	r.Context = topics
+	return nil
+}
+
+// badRequest is an upgrade refused with 400 and a line of text.
+func badRequest(msg string) *engine.Response {
+	return &engine.Response{Status: http.StatusBadRequest, Header: http.Header{"Content-Type": {"text/plain; charset=utf-8"}}, Body: []byte(msg + "\n")}
+}
+
+// quoteTopic quotes a topic name for a message, or names its length if it
+// is too long to repeat.
+func quoteTopic(name string) string {
+	if len(name) > maxTopicLen {
+		return fmt.Sprintf("of %d bytes", len(name))
+	}
+	return strconv.Quote(name)
 }
 
 func (h *pushHandler) OnOpen(c *engine.Conn) {
 	if topics, _ := c.Context().([]string); len(topics) > 0 {
-		h.hub.Subscribe(c, topics...)
+		// upgrade checked the names and the count, so this fails only for
+		// a connection that is already closing.
+		_ = h.hub.Subscribe(c, topics...)
 	}
 	c.SetContext(nil)
 }
@@ -160,51 +238,77 @@ type controlMessage struct {
 	DataBase64 string `json:"data_base64"`
 }
 
+// OnMessage answers each control message with an ack, {"op":"subscribed",
+// "topic":"a"} and the like, or an error ack (see pushError). Either way the
+// connection stays open.
 func (h *pushHandler) OnMessage(c *engine.Conn, op codec.OpCode, p []byte) {
 	var m controlMessage
 	if op != codec.OpText || json.Unmarshal(p, &m) != nil {
-		pushReply(c, "error", "", `control messages are JSON text: {"op":"subscribe","topic":"name"}`)
+		pushError(c, codeBadRequest, "", `control messages are JSON text: {"op":"subscribe","topic":"name"}`)
 		return
 	}
-	if m.Topic == "" {
-		pushReply(c, "error", "", "topic is required")
+	switch m.Op {
+	case "subscribe", "unsubscribe", "publish":
+	default:
+		pushError(c, codeBadRequest, m.Topic, fmt.Sprintf("unknown op %q: want subscribe, unsubscribe or publish", m.Op))
+		return
+	}
+	if why := checkTopic(m.Topic); why != "" {
+		pushError(c, codeBadTopic, m.Topic, why)
 		return
 	}
 	switch m.Op {
 	case "subscribe":
-		h.hub.Subscribe(c, m.Topic)
-		pushReply(c, "subscribed", m.Topic, "")
+		switch err := h.hub.Subscribe(c, m.Topic); {
+		case errors.Is(err, broadcast.ErrTooManySubscriptions):
+			pushError(c, codeTooManySubs, m.Topic, fmt.Sprintf("a connection may subscribe to at most %d topics", h.maxSubs))
+		case err == nil:
+			pushReply(c, "subscribed", m.Topic)
+		}
 	case "unsubscribe":
 		h.hub.Unsubscribe(c, m.Topic)
-		pushReply(c, "unsubscribed", m.Topic, "")
+		pushReply(c, "unsubscribed", m.Topic)
 	case "publish":
 		if !topicAllowed(h.allowed, m.Topic) {
-			pushReply(c, "error", m.Topic, "publishing to this topic is not allowed")
+			pushError(c, codeForbidden, m.Topic, "publishing to this topic is not allowed")
 			return
 		}
 		if m.DataBase64 != "" {
 			data, err := base64.StdEncoding.DecodeString(m.DataBase64)
 			if err != nil {
-				pushReply(c, "error", m.Topic, "data_base64 is not valid base64")
+				pushError(c, codeBadRequest, m.Topic, "data_base64 is not valid base64")
 				return
 			}
 			h.hub.Publish(m.Topic, codec.OpBinary, data)
 		} else {
 			h.hub.Publish(m.Topic, codec.OpText, []byte(m.Data))
 		}
-		pushReply(c, "published", m.Topic, "")
-	default:
-		pushReply(c, "error", m.Topic, "unknown op "+m.Op)
+		pushReply(c, "published", m.Topic)
 	}
 }
 
-// pushReply answers a control message.
-func pushReply(c *engine.Conn, op, topic, errText string) {
+// pushReply acknowledges a control message.
+func pushReply(c *engine.Conn, op, topic string) {
 	b, _ := json.Marshal(struct {
 		Op    string `json:"op"`
-		Topic string `json:"topic,omitempty"`
-		Error string `json:"error,omitempty"`
-	}{op, topic, errText})
+		Topic string `json:"topic"`
+	}{op, topic})
+	_ = c.Write(codec.OpText, b)
+}
+
+// pushError answers a control message that was refused:
+// {"op":"error","code":"bad_topic","message":"...","topic":"a b"}. The
+// topic is left out when the request had none, or one too long to repeat.
+func pushError(c *engine.Conn, code pushErrorCode, topic, msg string) {
+	if len(topic) > maxTopicLen {
+		topic = ""
+	}
+	b, _ := json.Marshal(struct {
+		Op      string        `json:"op"`
+		Code    pushErrorCode `json:"code"`
+		Message string        `json:"message"`
+		Topic   string        `json:"topic,omitempty"`
+	}{"error", code, msg, topic})
 	_ = c.Write(codec.OpText, b)
 }
 
