@@ -230,6 +230,10 @@ func (h *pushHandler) OnOpen(c *engine.Conn) {
 	c.SetContext(nil)
 }
 
+// maxOpEcho is the longest unknown op an error ack repeats: an ack must not
+// cost more than the request.
+const maxOpEcho = 32
+
 // controlMessage is a push client's request.
 type controlMessage struct {
 	Op         string `json:"op"` // subscribe, unsubscribe, publish
@@ -250,7 +254,11 @@ func (h *pushHandler) OnMessage(c *engine.Conn, op codec.OpCode, p []byte) {
 	switch m.Op {
 	case "subscribe", "unsubscribe", "publish":
 	default:
-		pushError(c, codeBadRequest, m.Topic, fmt.Sprintf("unknown op %q: want subscribe, unsubscribe or publish", m.Op))
+		what := "unknown op"
+		if len(m.Op) <= maxOpEcho {
+			what = fmt.Sprintf("unknown op %q", m.Op)
+		}
+		pushError(c, codeBadRequest, m.Topic, what+": want subscribe, unsubscribe or publish")
 		return
 	}
 	if why := checkTopic(m.Topic); why != "" {
