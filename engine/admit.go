@@ -1,22 +1,245 @@
 package engine
 
 import (
+	"bytes"
+	"fmt"
 	"hash/maphash"
 	"math"
 	"net"
+	"net/http"
+	"strconv"
 	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
 )
 
-// The per-IP state of the connection admission limits: how many
-// connections each remote address holds, and how fast it opens new ones.
+// Admission: which accepted connections the engine serves
+// (Options.MaxConns, MaxConnsPerIP, HandshakeRatePerIP).
+//
+// The decision is made once per connection, in OnOpen, from counts that
+// change only at accept and close: the engine's admitted connections
+// against MaxConns and, for TCP peers, one entry per remote address (its
+// open connections and a token bucket of new ones) in a table of fixed
+// size. A refused connection is not closed at once. It waits, as any
+// handshake does, for its request, is answered 503 or 429 with Retry-After,
+// and is then half-closed with its input discarded until the peer closes or
+// CloseTimeout ends (Conn.linger), so that a TCP reset cannot destroy the
+// answer before the peer reads it. The answer waits for the request rather
+// than leaving at accept: an HTTP client may take bytes it has not asked
+// for yet for a server closing an idle connection (net/http's Transport
+// does), and over TLS nothing can be answered before the TLS handshake.
+//
+// Refused connections never reach the Handler, are not upgrades, and count
+// in Stats.Conns but not against MaxConns or MaxConnsPerIP: under a flood
+// they come and go while the admitted connections keep their places.
+
+// admission records what a connection holds of the admission limits, or
+// why it was refused. It is one byte of Conn.
+type admission uint8
 
 const (
+	admitSlot    admission = 1 << iota // counted against MaxConns
+	admitIP                            // counted in its address's entry of the table
+	refusedConns                       // over MaxConns: 503
+	refusedPerIP                       // over MaxConnsPerIP: 429
+	refusedRate                        // over HandshakeRatePerIP: 429
+)
+
+// refused is the set of refusal reasons.
+const refused = refusedConns | refusedPerIP | refusedRate
+
+const (
+	// retryAfterFull is the Retry-After, in seconds, of the answers for
+	// MaxConns and MaxConnsPerIP: when places free up cannot be known, and
+	// clients that honour it should not come back in a storm.
+	retryAfterFull = 5
+
 	// maxIPEntries is the size of the per-IP table: 64 shards of 1,024
 	// entries of 48 bytes, plus an index of 8 bytes per entry, about 3.5 MiB
 	// when every shard is in use (each is allocated on first use).
 	maxIPEntries = 1 << 16
 	ipShards     = 64
 )
+
+// admitter is an Engine's admission state.
+type admitter struct {
+	maxConns int64        // Options.MaxConns; 0: none
+	slots    atomic.Int64 // connections holding admitSlot
+	ips      *ipTable     // nil without per-IP limits
+
+	// The answers, built once by New: the whole response and the length of
+	// its head (a HEAD request gets only that).
+	answers [3][]byte // for refusedConns, refusedPerIP, refusedRate
+	heads   [3]int
+}
+
+func (a *admitter) init(o *Options) {
+	a.maxConns = int64(o.MaxConns)
+	if o.MaxConnsPerIP > 0 || o.HandshakeRatePerIP > 0 {
+		a.ips = newIPTable(ipShards, maxIPEntries/ipShards, o.MaxConnsPerIP, o.HandshakeRatePerIP, float64(o.HandshakeBurstPerIP))
+	}
+	retryRate := 1
+	if o.HandshakeRatePerIP > 0 { // the longest wait for one token
+		retryRate = int(min(math.Ceil(1/o.HandshakeRatePerIP), 1<<30))
+	}
+	a.setAnswer(refusedConns, http.StatusServiceUnavailable, retryAfterFull, "server at its connection limit\n")
+	a.setAnswer(refusedPerIP, http.StatusTooManyRequests, retryAfterFull, "too many connections from your address\n")
+	a.setAnswer(refusedRate, http.StatusTooManyRequests, retryRate, "too many new connections from your address\n")
+}
+
+func (a *admitter) setAnswer(why admission, status, retryAfter int, body string) {
+	var u upgrader
+	u.answer(&Response{
+		Status: status,
+		Header: http.Header{"Retry-After": {strconv.Itoa(retryAfter)}, "Content-Type": {"text/plain; charset=utf-8"}},
+		Body:   []byte(body),
+	})
+	i := answerIndex(why)
+	a.answers[i], a.heads[i] = u.out, len(u.out)-len(body)
+}
+
+func answerIndex(why admission) int {
+	switch why {
+	case refusedConns:
+		return 0
+	case refusedPerIP:
+		return 1
+	}
+	return 2
+}
+
+// admissionDefaults fills in and checks the admission options: negative
+// limits mean none, as 0 does, and the burst defaults to twice the rate.
+func (o *Options) admissionDefaults() error {
+	o.MaxConns = max(o.MaxConns, 0)
+	o.MaxConnsPerIP = max(o.MaxConnsPerIP, 0)
+	r := o.HandshakeRatePerIP
+	if math.IsNaN(r) || math.IsInf(r, 0) {
+		return fmt.Errorf("engine: HandshakeRatePerIP %v is not a number of connections per second", r)
+	}
+	if o.HandshakeBurstPerIP < 0 {
+		return fmt.Errorf("engine: HandshakeBurstPerIP %d is negative", o.HandshakeBurstPerIP)
+	}
+	switch {
+	case r <= 0:
+		o.HandshakeRatePerIP, o.HandshakeBurstPerIP = 0, 0
+	case o.HandshakeBurstPerIP == 0:
+		o.HandshakeBurstPerIP = int(max(1, min(2*r, 1<<30)))
+	}
+	return nil
+}
+
+// admit decides whether to serve c, just accepted (OnOpen, once its
+// handshake deadline is set), and records in c.admit what it holds or why
+// it is refused. Loop only; the loops decide at the same time.
+func (e *Engine) admit(c *Conn) {
+	a := &e.adm
+	if a.maxConns <= 0 && a.ips == nil {
+		return
+	}
+	var k ipKey
+	var ok bool
+	if a.ips != nil {
+		if k, ok = keyOf(c.remote); ok {
+			var now int64
+			if a.ips.rate > 0 {
+				now = time.Now().UnixNano() // the engine's clock moves once per tick: too coarse for a rate
+			}
+			switch a.ips.acquire(k, now) {
+			case ipAdmitted:
+				c.admit |= admitIP
+			case ipOverCount:
+				e.refuseConn(c, refusedPerIP, limPerIP)
+				return
+			case ipOverRate:
+				e.refuseConn(c, refusedRate, limHandshakeRate)
+				return
+			case ipTableFull:
+				e.note(limIPTableFull, c)
+			}
+		}
+	}
+	if a.maxConns > 0 {
+		if !a.takeSlot() {
+			if c.admit&admitIP != 0 {
+				a.ips.release(k)
+				c.admit &^= admitIP
+			}
+			e.refuseConn(c, refusedConns, limMaxConns)
+			return
+		}
+		c.admit |= admitSlot
+	}
+}
+
+// takeSlot counts one more connection against MaxConns unless it is
+// reached. Any goroutine.
+func (a *admitter) takeSlot() bool {
+	for {
+		n := a.slots.Load()
+		if n >= a.maxConns {
+			return false
+		}
+		if a.slots.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// refuseConn marks c refused for why, counts and logs it, and makes sure
+// it has a deadline for its request even when HandshakeTimeout is off.
+// Loop only.
+func (e *Engine) refuseConn(c *Conn, why admission, w limit) {
+	c.admit = why
+	e.note(w, c)
+	if c.deadline == 0 {
+		c.deadline = e.clock() + int64(DefaultHandshakeTimeout)
+		c.loop.wheel.schedule(c, c.deadline)
+	}
+}
+
+// release gives back what c held of the admission limits. It runs once,
+// from OnClose. Loop only.
+func (e *Engine) release(c *Conn) {
+	if c.admit&admitSlot != 0 {
+		e.adm.slots.Add(-1)
+	}
+	if c.admit&admitIP != 0 {
+		if k, ok := keyOf(c.remote); ok {
+			e.adm.ips.release(k)
+		}
+	}
+	c.admit &^= admitSlot | admitIP
+}
+
+// answerRefused answers a refused connection once its request head has
+// arrived (or MaxHeaderBytes of it), then half-closes it and discards its
+// input until the peer goes away (Conn.linger). Loop only.
+func (l *Loop) answerRefused(c *Conn) gnet.Action {
+	gc := c.gc
+	maxHead := l.e.opts.MaxHeaderBytes
+	n := gc.InboundBuffered()
+	buf, err := gc.Peek(min(n, maxHead))
+	if err != nil {
+		return gnet.Close
+	}
+	if n < maxHead && !bytes.Contains(buf[min(int(c.searched), len(buf)):], headEnd) {
+		c.searched = uint32(resumeAt(buf))
+		return gnet.None
+	}
+	i := answerIndex(c.admit & refused)
+	resp := l.e.adm.answers[i]
+	if bytes.HasPrefix(buf, []byte("HEAD ")) {
+		resp = resp[:l.e.adm.heads[i]]
+	}
+	_, _ = gc.Discard(-1)
+	if _, err := gc.Write(resp); err == nil {
+		c.linger(true)
+	}
+	return gnet.None
+}
 
 // ipKey is a remote address as the per-IP limits see it: an IPv4 address
 // (IPv4-mapped, so that IPv4 peers of a dual-stack listener count as

@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"math"
 	"math/rand/v2"
 	"net"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -322,5 +324,40 @@ func TestAdmitAllocs(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	if n := after.Mallocs - before.Mallocs; n != 0 {
 		t.Fatalf("%d allocations in 10000 admissions", n)
+	}
+}
+
+// TestAdmitOptions: negative limits mean none, the burst defaults to twice
+// the rate (at least 1), and nonsense is refused with the field's name.
+func TestAdmitOptions(t *testing.T) {
+	tests := []struct {
+		in                  Options
+		conns, perIP, burst int
+		rate                float64
+		err                 string
+	}{
+		{in: Options{}},
+		{in: Options{MaxConns: -1, MaxConnsPerIP: -5, HandshakeRatePerIP: -1, HandshakeBurstPerIP: 3}},
+		{in: Options{MaxConns: 10, MaxConnsPerIP: 2, HandshakeRatePerIP: 5}, conns: 10, perIP: 2, rate: 5, burst: 10},
+		{in: Options{HandshakeRatePerIP: 0.1}, rate: 0.1, burst: 1},
+		{in: Options{HandshakeRatePerIP: 5, HandshakeBurstPerIP: 7}, rate: 5, burst: 7},
+		{in: Options{HandshakeRatePerIP: 1e300}, rate: 1e300, burst: 1 << 30},
+		{in: Options{HandshakeRatePerIP: math.NaN()}, err: "HandshakeRatePerIP NaN"},
+		{in: Options{HandshakeRatePerIP: math.Inf(1)}, err: "HandshakeRatePerIP +Inf"},
+		{in: Options{HandshakeRatePerIP: 1, HandshakeBurstPerIP: -1}, err: "HandshakeBurstPerIP -1"},
+	}
+	for _, tt := range tests {
+		o, err := tt.in.withDefaults()
+		switch {
+		case tt.err != "":
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("%+v: error %v, want %q", tt.in, err, tt.err)
+			}
+		case err != nil:
+			t.Errorf("%+v: %v", tt.in, err)
+		case o.MaxConns != tt.conns || o.MaxConnsPerIP != tt.perIP || o.HandshakeRatePerIP != tt.rate || o.HandshakeBurstPerIP != tt.burst:
+			t.Errorf("%+v: got %d %d %v %d, want %d %d %v %d", tt.in, o.MaxConns, o.MaxConnsPerIP, o.HandshakeRatePerIP,
+				o.HandshakeBurstPerIP, tt.conns, tt.perIP, tt.rate, tt.burst)
+		}
 	}
 }

@@ -46,7 +46,8 @@ type Conn struct {
 
 	closeCode   codec.StatusCode
 	closeRemote bool
-	searched    uint32 // handshake: bytes of the request searched for its end so far
+	admit       admission // what it holds of the admission limits, or why it was refused (admit.go)
+	searched    uint32    // handshake: bytes of the request searched for its end so far
 
 	lastRead int64 // engine clock, ns
 	lastPing int64

@@ -38,6 +38,7 @@ type Engine struct {
 	now    atomic.Int64 // coarse clock, ns, advanced by the ticker
 	queued atomic.Int64 // bytes of frames Send queued on every loop, not yet written
 	limits limitCounts
+	adm    admitter // admission limits (admit.go)
 
 	rateLimited bool // a message or byte rate limit is set: every connection has a guard
 	nextID      atomic.Uint64
@@ -65,6 +66,7 @@ func New(h Handler, opts Options) (*Engine, error) {
 	}
 	e.tickEvery = int64(tickFor(&o))
 	e.rateLimited = o.MaxMessageRate > 0 || o.MaxByteRate > 0
+	e.adm.init(&o)
 	e.now.Store(time.Now().UnixNano())
 	e.list.Store(new([]*Loop))
 	return e, nil
@@ -217,6 +219,7 @@ func (ev *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		c.deadline = e.clock() + int64(t)
 		l.wheel.schedule(c, c.deadline)
 	}
+	e.admit(c)
 	return nil, gnet.None
 }
 
@@ -230,6 +233,9 @@ func (ev *events) OnTraffic(gc gnet.Conn) gnet.Action {
 		defer l.exit()
 	}
 	if c.state == stateHandshake {
+		if c.admit&refused != 0 {
+			return l.answerRefused(c)
+		}
 		if act := l.handshake(c); act != gnet.None || c.state != stateOpen {
 			return act
 		}
@@ -259,6 +265,7 @@ func (ev *events) OnClose(gc gnet.Conn, err error) gnet.Action {
 		c.dec.Release()
 	}
 	e.conns.Add(-1)
+	e.release(c)
 	if c.opened {
 		ce := c.closeError(err)
 		e.closes.add(ce.Code)

@@ -51,10 +51,15 @@ const (
 	limRate                        // over MaxMessageRate or MaxByteRate
 	limMessageTimeout              // a message took longer than MessageTimeout
 	limRateDropped                 // a message dropped by RateLimitDrop (the connection stays)
+	limMaxConns                    // a connection refused for MaxConns (admit.go)
+	limPerIP                       // a connection refused for MaxConnsPerIP
+	limHandshakeRate               // a connection refused for HandshakeRatePerIP
+	limIPTableFull                 // a connection admitted without per-IP limits: the table was full
 	numLimits
 )
 
-var limitNames = [numLimits]string{"backpressure", "write_timeout", "budget", "rate_limit", "message_timeout", "rate_dropped"}
+var limitNames = [numLimits]string{"backpressure", "write_timeout", "budget", "rate_limit", "message_timeout", "rate_dropped",
+	"max_conns", "per_ip", "handshake_rate", "ip_table_full"}
 
 func (w limit) String() string { return limitNames[w] }
 

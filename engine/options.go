@@ -134,6 +134,56 @@ type Options struct {
 	MaxByteRate     int64
 	RateLimitDrop   bool
 
+	// MaxConns caps the TCP connections the engine serves at once, on all
+	// its listeners, in any state (upgrading, open, closing). A connection
+	// accepted over the cap is refused: it gets 503 Service Unavailable
+	// with "Retry-After: 5" once its request has arrived, and is closed.
+	// 0 or negative means no limit: unlike most options, MaxConns has no
+	// default, because any number would be wrong for some embedders. Set it
+	// below the process's file limit, so that the engine, not accept(2),
+	// says no, and clients get an answer.
+	//
+	// A refused connection never reaches the Handler and is not an
+	// upgrade. It waits for its request as any handshake does (at most
+	// HandshakeTimeout, or DefaultHandshakeTimeout when that is off), gets
+	// its answer, and is held half-closed, its input discarded, until the
+	// peer closes or CloseTimeout ends, so that the answer is read rather
+	// than lost to a TCP reset. Meanwhile it counts in Stats.Conns, but
+	// not against MaxConns or MaxConnsPerIP. Refusals are counted in
+	// Stats.Rejected and logged at most once a second per limit.
+	MaxConns int
+
+	// MaxConnsPerIP caps the connections served at once from one remote
+	// address: an IPv4 address, or an IPv6 /64 prefix (a host or site is
+	// given a whole /64 and may use any address in it, so a cap per IPv6
+	// address would not hold). IPv4 peers of a dual-stack listener count as
+	// IPv4. Over the cap: 429 Too Many Requests with "Retry-After: 5", as
+	// for MaxConns. 0 or negative means no limit. Unix-socket peers have no
+	// address: only MaxConns applies to them.
+	//
+	// The per-IP limits keep an entry per address in a table of 65,536
+	// entries (about 3.5 MiB when full, allocated in 64 parts as addresses
+	// arrive). An entry whose address has no connection, and whose bucket
+	// (HandshakeRatePerIP) is full again, is reused for a new address, the
+	// least recently used first. When no entry can be reused, a connection
+	// from an address not in the table is admitted without per-IP limits,
+	// counted in Stats.IPTableFull and logged: refusing it instead would let
+	// whoever holds 65,536 addresses shut out every new one. MaxConns still
+	// caps the total, so set it too.
+	MaxConnsPerIP int
+
+	// HandshakeRatePerIP limits the new connections one remote address (as
+	// for MaxConnsPerIP) may open per second, with bursts of
+	// HandshakeBurstPerIP (0 means twice the rate, at least 1): a token
+	// bucket per address, refilled lazily as connections arrive (no
+	// timers). Every connection accepted from the address takes a token,
+	// even one that MaxConnsPerIP then refuses; with no token left the
+	// connection is refused with 429 Too Many Requests and a Retry-After of
+	// 1/HandshakeRatePerIP seconds, rounded up. 0 or negative means no
+	// limit. Unix-socket peers are not limited.
+	HandshakeRatePerIP  float64
+	HandshakeBurstPerIP int
+
 	// AllowedOrigins lists the Origin header values accepted at upgrade
 	// (exact, case-insensitive match, e.g. "https://example.com"; "*" accepts
 	// any). Requests without an Origin header (non-browser clients) are
@@ -251,6 +301,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MaxMessageRate > 0 && o.MaxMessageBurst == 0 {
 		o.MaxMessageBurst = max(1, int(o.MaxMessageRate*DefaultMsgBurstFactor))
+	}
+	if err := o.admissionDefaults(); err != nil {
+		return o, err
 	}
 	if o.PingInterval > 0 && o.IdleTimeout > 0 && o.IdleTimeout <= o.PingInterval {
 		return o, fmt.Errorf("engine: IdleTimeout (%v) must exceed PingInterval (%v)", o.IdleTimeout, o.PingInterval)

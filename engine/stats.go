@@ -36,6 +36,21 @@ type Stats struct {
 	// Options.MaxBufferedTotal is checked against.
 	Unsent int64       `json:"unsent_bytes"`
 	Limits LimitCounts `json:"limits"`
+
+	// Rejected counts the connections refused at admission; IPTableFull
+	// the connections admitted without per-IP limits because the table of
+	// addresses was full (see Options.MaxConnsPerIP).
+	Rejected    RejectCounts `json:"rejected"`
+	IPTableFull int64        `json:"ip_table_full"`
+}
+
+// RejectCounts counts the connections refused at admission since Run, by
+// limit. A refused connection is answered with an HTTP error and closed; it
+// never reaches the Handler.
+type RejectCounts struct {
+	MaxConns int64 `json:"max_conns"` // over MaxConns (503)
+	PerIP    int64 `json:"per_ip"`    // over MaxConnsPerIP (429)
+	Rate     int64 `json:"rate"`      // over HandshakeRatePerIP (429)
 }
 
 // LimitCounts counts the decisions of the limits since Run: connections
@@ -90,6 +105,8 @@ func (e *Engine) Stats() Stats {
 		Backpressure: n[limBackpressure].Load(), WriteTimeout: n[limWriteTimeout].Load(), Budget: n[limBudget].Load(),
 		RateLimit: n[limRate].Load(), MessageTimeout: n[limMessageTimeout].Load(), RateDropped: n[limRateDropped].Load(),
 	}
+	s.Rejected = RejectCounts{MaxConns: n[limMaxConns].Load(), PerIP: n[limPerIP].Load(), Rate: n[limHandshakeRate].Load()}
+	s.IPTableFull = n[limIPTableFull].Load()
 	for _, l := range *e.list.Load() {
 		s.Loops++
 		s.MessagesIn += l.stats.messagesIn.Load()
