@@ -1,0 +1,91 @@
+package engine_test
+
+import (
+	"errors"
+	"io"
+	"net"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/wsdproject/wsd/engine"
+	"github.com/wsdproject/wsd/internal/wstest"
+)
+
+// slowConns is how many connections the slowloris test holds: with the
+// server's sockets in the same process, 4,000 of the 20,000 files a
+// process may open here.
+const slowConns = 2000
+
+// openSlow opens n connections to addr that each send the start of an
+// upgrade request and then nothing. They are closed when the test ends.
+func openSlow(t *testing.T, addr string, n int) []net.Conn {
+	t.Helper()
+	partial := []byte("GET / HTTP/1.1\r\nHost: x\r\n")
+	conns := make([]net.Conn, 0, n)
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	for i := range n {
+		c, err := net.DialTimeout("tcp", addr, wstest.DefaultTimeout)
+		if err != nil {
+			t.Fatalf("slow connection %d: %v", i, err)
+		}
+		conns = append(conns, c)
+		if _, err := c.Write(partial); err != nil {
+			t.Fatalf("slow connection %d: %v", i, err)
+		}
+	}
+	return conns
+}
+
+// TestSlowloris: thousands of peers that never finish their upgrade
+// request neither slow down the others (the loops only wait for bytes, they
+// never block on one peer) nor stay: the handshake deadline closes them.
+func TestSlowloris(t *testing.T) {
+	t.Run("probes", func(t *testing.T) {
+		e, addr := startEngine(t, echo{}, engine.Options{HandshakeTimeout: time.Minute})
+		openSlow(t, addr, slowConns)
+		waitFor(t, 10*time.Second, "the slow connections", func() bool { return e.Stats().Conns == slowConns })
+		rtt := make([]time.Duration, 50)
+		for i := range rtt { // connect, upgrade, echo
+			start := time.Now()
+			c := wstest.Connect(t, addr)
+			c.WriteFrames(wstest.Text("probe"))
+			c.ExpectText("probe")
+			rtt[i] = time.Since(start)
+			c.Conn.Close()
+		}
+		slices.Sort(rtt)
+		p99, median := rtt[len(rtt)*99/100], rtt[len(rtt)/2]
+		if p99 >= 100*time.Millisecond {
+			t.Fatalf("probe round trips with %d slow peers: p99 %v, median %v; want under 100ms", slowConns, p99, median)
+		}
+		t.Logf("probe round trips with %d slow peers: p99 %v, median %v", slowConns, p99, median)
+		if n := e.Stats().Conns; n < slowConns {
+			t.Fatalf("%d connections left, want the %d slow ones still waiting", n, slowConns)
+		}
+	})
+	t.Run("deadline", func(t *testing.T) {
+		const timeout = 500 * time.Millisecond
+		e, addr := startEngine(t, echo{}, engine.Options{HandshakeTimeout: timeout})
+		start := time.Now()
+		slow := openSlow(t, addr, slowConns)
+		bound := time.Now().Add(timeout + 2*time.Second) // the deadline, a tick late at most, and slack
+		var buf [1]byte
+		for i, c := range slow {
+			_ = c.SetReadDeadline(bound)
+			n, err := c.Read(buf[:])
+			if n != 0 || !errors.Is(err, io.EOF) {
+				t.Fatalf("slow connection %d of %d: %d bytes, %v; want EOF within %v of the last one's start",
+					i, slowConns, n, err, timeout+2*time.Second)
+			}
+			if d := time.Since(start); i == 0 && d < timeout/2 {
+				t.Fatalf("the first slow connection was closed %v after it opened, before its %v deadline", d, timeout)
+			}
+		}
+		waitFor(t, 5*time.Second, "the server to let go", func() bool { return e.Stats().Conns == 0 })
+	})
+}
