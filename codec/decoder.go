@@ -136,7 +136,7 @@ func (d *Decoder) Decode(buf []byte, r Receiver) (n int, err error) {
 			}
 			continue
 		}
-		if d.MaxMessageSize > 0 && h.Length > d.MaxMessageSize-d.assembled() {
+		if max := d.sizeLimit(h); max > 0 && h.Length > max-d.assembled() {
 			return n, ErrMessageTooBig
 		}
 		if h.Fin && !d.fragmented && h.Length <= int64(len(rest)-hl) {
@@ -167,6 +167,24 @@ func (d *Decoder) Decode(buf []byte, r Receiver) (n int, err error) {
 		d.hdr, d.remaining, d.offset, d.inFrame = h, h.Length, 0, true
 	}
 }
+
+// sizeLimit is the most payload bytes a message may have on the wire (0:
+// no limit): MaxMessageSize, or for a compressed message (h starts one, or
+// one is in progress) the most that MaxMessageSize bytes can take
+// compressed, since the limit holds on the inflated size (the receiver
+// checks it while inflating).
+func (d *Decoder) sizeLimit(h Header) int64 {
+	max := d.MaxMessageSize
+	if max > 0 && (d.compressed && d.fragmented || !d.fragmented && h.Rsv&Rsv1 != 0) {
+		max = DeflateBound(max)
+	}
+	return max
+}
+
+// DeflateBound is the most bytes n bytes can take deflated: incompressible
+// data goes in stored blocks of at most 65,535 bytes with 5 bytes of header
+// each, plus the few bytes of an empty final block.
+func DeflateBound(n int64) int64 { return n + (n/65535+1)*5 + 16 }
 
 // assembled is the number of payload bytes of the message in progress.
 func (d *Decoder) assembled() int64 {

@@ -153,8 +153,8 @@ func acceptOffer(params string, allowClientTakeover bool) (d Deflate, resp strin
 // windowBits parses a window size parameter: a decimal from 8 to 15
 // without leading zeros.
 func windowBits(v string) (uint8, bool) {
-	if v == "" || v[0] == '0' {
-		return 0, false
+	if v == "" || v[0] == '0' || strings.Trim(v, "0123456789") != "" {
+		return 0, false // 1*DIGIT, without leading zeros
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 8 || n > 15 {

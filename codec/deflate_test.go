@@ -47,6 +47,8 @@ func TestNegotiateDeflate(t *testing.T) {
 		{"window 16", "permessage-deflate; server_max_window_bits=16", false, "", 0},
 		{"window 08", "permessage-deflate; server_max_window_bits=08", false, "", 0},
 		{"window not a number", "permessage-deflate; client_max_window_bits=ten", false, "", 0},
+		{"window with a sign", "permessage-deflate; server_max_window_bits=+9", false, "", 0},
+		{"client window with a sign", "permessage-deflate; client_max_window_bits=+9", false, "", 0},
 		{"server window without value", "permessage-deflate; server_max_window_bits", false, "", 0},
 		{"value on no_context_takeover", "permessage-deflate; client_no_context_takeover=1", false, "", 0},
 		{"no deflate offered", "x-webkit-deflate-frame", false, "", 0},
@@ -198,3 +200,39 @@ func TestDeflateZeroAllocs(t *testing.T) {
 		t.Fatalf("%v allocations per compress and inflate, want 0", allocs)
 	}
 }
+
+// TestDecoderCompressedLimit: MaxMessageSize holds on the inflated size, so
+// a compressed message may be a little longer on the wire than the limit
+// (incompressible data in stored blocks), but not more than that.
+func TestDecoderCompressedLimit(t *testing.T) {
+	const max = 1 << 20
+	for _, tt := range []struct {
+		length int64
+		rsv    byte
+		err    error
+	}{
+		{max + 100, Rsv1, nil},
+		{DeflateBound(max), Rsv1, nil},
+		{DeflateBound(max) + 1, Rsv1, ErrMessageTooBig},
+		{max + 1, 0, ErrMessageTooBig},
+	} {
+		d := Decoder{MaxMessageSize: max, Deflate: Deflate{On: true}}
+		hdr := make([]byte, 0, 14)
+		hdr = append(hdr, 0x80|tt.rsv<<4|byte(OpBinary), 0x80|127)
+		for i := 7; i >= 0; i-- {
+			hdr = append(hdr, byte(tt.length>>(8*i)))
+		}
+		hdr = append(hdr, 1, 2, 3, 4)
+		_, err := d.Decode(hdr, nopReceiver{})
+		if !errors.Is(err, tt.err) && !(err == nil && tt.err == nil) {
+			t.Fatalf("length %d, rsv %d: %v, want %v", tt.length, tt.rsv, err, tt.err)
+		}
+		d.Release()
+	}
+}
+
+type nopReceiver struct{}
+
+func (nopReceiver) OnMessage(OpCode, []byte) error    { return nil }
+func (nopReceiver) OnControl(OpCode, []byte) error    { return nil }
+func (nopReceiver) OnCompressed(OpCode, []byte) error { return nil }

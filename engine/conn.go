@@ -70,6 +70,7 @@ type connExtra struct {
 	path        string
 	header      []byte
 	closeReason string
+	window      []byte // permessage-deflate with client context takeover: the last bytes received (deflate.go)
 }
 
 // more returns c's connExtra, allocating it on first use. Loop only.
@@ -127,7 +128,37 @@ func (c *Conn) SetContext(v any) { c.ctx = v }
 // payload in one write(2), or one writev(2) for payloads over 4 KiB. What
 // the socket does not take is copied into gnet's outbound buffer, so p may
 // be reused as soon as Write returns. It does not allocate.
+//
+// With permessage-deflate negotiated, a text or binary message of at least
+// Compression.Threshold bytes is compressed (by a pooled compressor, into
+// the loop's scratch buffer) and sent compressed when that is smaller.
 func (c *Conn) Write(op codec.OpCode, p []byte) error {
+	if err := c.writable(op, len(p)); err != nil {
+		return err
+	}
+	if c.compress(op, len(p)) {
+		l := c.loop
+		z := codec.Compress(l.zout[:0], p, l.e.opts.Compression.Level)
+		l.zout = z[:0]
+		if len(z) < len(p) {
+			return c.writeFrameRsv(op, codec.Rsv1, z)
+		}
+	}
+	return c.writeFrame(op, p)
+}
+
+// WriteUncompressed is Write without compression, for a message the
+// handler knows does not compress (already compressed media, say). Loop
+// only.
+func (c *Conn) WriteUncompressed(op codec.OpCode, p []byte) error {
+	if err := c.writable(op, len(p)); err != nil {
+		return err
+	}
+	return c.writeFrame(op, p)
+}
+
+// writable checks that c may be written a frame of op with n bytes.
+func (c *Conn) writable(op codec.OpCode, n int) error {
 	switch c.state {
 	case stateOpen:
 	case stateHandshake:
@@ -135,11 +166,21 @@ func (c *Conn) Write(op codec.OpCode, p []byte) error {
 	default:
 		return ErrClosed
 	}
-	if err := checkOp(op, len(p)); err != nil {
-		return err
-	}
-	return c.writeFrame(op, p)
+	return checkOp(op, n)
 }
+
+// compress reports whether a message of op and n bytes is to be tried
+// compressed: deflate negotiated, a data message, at least the threshold,
+// and within the server window the peer allows.
+func (c *Conn) compress(op codec.OpCode, n int) bool {
+	d := c.dec.Deflate
+	return d.On && (op == codec.OpText || op == codec.OpBinary) && n >= c.loop.e.opts.Compression.Threshold && d.Fits(n)
+}
+
+// Compression returns what the connection negotiated of permessage-deflate
+// (the zero value when nothing). Any goroutine: it is set before OnOpen and
+// never changes.
+func (c *Conn) Compression() codec.Deflate { return c.dec.Deflate }
 
 // WriteFrames sends frames that are already encoded (unmasked server frames,
 // e.g. a broadcast encoded once for many connections), in order, with as few
@@ -257,12 +298,30 @@ func (c *Conn) Send(op codec.OpCode, p []byte) error {
 		}
 		return ErrBackpressure
 	}
-	bp := bufpool.Get(codec.FrameSize(len(p)))
-	*bp = codec.AppendFrame(*bp, op, p)
+	bp := c.encodeForSend(op, p)
 	c.sendQueued.Add(int64(len(*bp)))
 	l.e.queued.Add(int64(len(*bp)))
 	l.enqueue(task{kind: taskFrame, c: c, buf: bp})
 	return nil
+}
+
+// encodeForSend encodes a frame for Send into a pooled buffer, compressed
+// when Write would compress it. Any goroutine.
+func (c *Conn) encodeForSend(op codec.OpCode, p []byte) *[]byte {
+	if c.compress(op, len(p)) {
+		zp := bufpool.Get(len(p))
+		*zp = codec.Compress(*zp, p, c.loop.e.opts.Compression.Level)
+		if len(*zp) < len(p) {
+			bp := bufpool.Get(codec.FrameSize(len(*zp)))
+			*bp = codec.AppendFrameRsv(*bp, codec.Rsv1, op, *zp)
+			bufpool.Put(zp)
+			return bp
+		}
+		bufpool.Put(zp)
+	}
+	bp := bufpool.Get(codec.FrameSize(len(p)))
+	*bp = codec.AppendFrame(*bp, op, p)
+	return bp
 }
 
 // Close starts the closing handshake with code and reason (cut to fit 123
@@ -301,11 +360,17 @@ const smallFrame = 4 << 10
 // writeFrame sends one final frame (gathered while c is corked). Loop only.
 // gnet closes the connection (and OnClose runs) if the socket fails.
 func (c *Conn) writeFrame(op codec.OpCode, p []byte) error {
+	return c.writeFrameRsv(op, 0, p)
+}
+
+// writeFrameRsv is writeFrame with RSV bits (codec.Rsv1 for a compressed
+// message). Loop only.
+func (c *Conn) writeFrameRsv(op codec.OpCode, rsv byte, p []byte) error {
 	l := c.loop
 	if op != codec.OpClose && c.Full(0) {
 		return c.refuse()
 	}
-	hdr := l.enc.Encode(true, 0, op, len(p))
+	hdr := l.enc.Encode(true, rsv, op, len(p))
 	l.stats.framesOut.Add(1)
 	l.stats.bytesOut.Add(int64(len(hdr) + len(p)))
 	return l.send(c, hdr, p)

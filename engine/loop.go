@@ -25,6 +25,12 @@ type Loop struct {
 	iov  [3][]byte // buffers for one writev
 	cork []byte    // frames gathered for the corked connection (cork.go)
 
+	// permessage-deflate: scratch for compressing outgoing messages, and
+	// the inflater and buffer for incoming ones (deflate.go).
+	zout     []byte
+	inflater codec.Inflater
+	zin      *[]byte
+
 	corked *Conn // the connection whose frames are gathered, or nil
 	up     *upgrader
 

@@ -184,6 +184,11 @@ type Options struct {
 	HandshakeRatePerIP  float64
 	HandshakeBurstPerIP int
 
+	// Compression configures permessage-deflate (RFC 7692), which every
+	// browser offers. The zero value turns it on, with no compression state
+	// kept per connection (see Compression).
+	Compression Compression
+
 	// AllowedOrigins lists the Origin header values accepted at upgrade
 	// (exact, case-insensitive match, e.g. "https://example.com"; "*" accepts
 	// any). Requests without an Origin header (non-browser clients) are
@@ -290,6 +295,18 @@ func (o Options) withDefaults() (Options, error) {
 	case o.MaxBufferedTotal < 0:
 		o.MaxBufferedTotal = 0 // no budget
 	}
+	if o.Compression.Level < 0 || o.Compression.Level > 9 {
+		return o, fmt.Errorf("engine: Compression.Level %d is not from 1 to 9", o.Compression.Level)
+	}
+	if o.Compression.Level == 0 {
+		o.Compression.Level = codec.DefaultCompressionLevel
+	}
+	switch {
+	case o.Compression.Threshold == 0:
+		o.Compression.Threshold = DefaultCompressionThreshold
+	case o.Compression.Threshold < 0:
+		o.Compression.Threshold = 0
+	}
 	if o.BackpressureCode == 0 {
 		o.BackpressureCode = codec.StatusPolicyViolation
 	}
@@ -358,6 +375,32 @@ func (o *Options) originAllowed(origin string) bool {
 	}
 	return false
 }
+
+// Compression configures permessage-deflate. The server never keeps a
+// compression context between messages (it answers
+// server_no_context_takeover), so a compressed message costs a pooled
+// compressor for the time it takes, and an idle connection with
+// compression costs nothing more than one without.
+type Compression struct {
+	// Off declines every permessage-deflate offer.
+	Off bool
+	// Level is the compression level, 1 (fastest) to 9; 0 means
+	// codec.DefaultCompressionLevel (1).
+	Level int
+	// Threshold: messages shorter than this are sent uncompressed, and a
+	// compressed one is sent only when it is smaller. 0 means
+	// DefaultCompressionThreshold (256 bytes); negative: try every message.
+	Threshold int
+	// ClientContextTakeover lets clients compress each message using the
+	// ones before it (they do unless told not to). It costs a window of up
+	// to 32 KiB (1<<client_max_window_bits) per such connection, taken on
+	// its first compressed message and kept for its life. Off (the
+	// default): the answer has client_no_context_takeover.
+	ClientContextTakeover bool
+}
+
+// DefaultCompressionThreshold is the default of Compression.Threshold.
+const DefaultCompressionThreshold = 256
 
 // Response is an HTTP response written by the engine instead of an upgrade,
 // for OnUpgrade rejections and HTTPHandler answers. The engine adds

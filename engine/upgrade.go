@@ -10,19 +10,22 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
+
+	"github.com/wsdproject/wsd/codec"
 )
 
 // upgrader runs HTTP upgrades for one event loop. Upgrades on a loop happen
 // one at a time, so its scratch state is reused without locks. It works on
 // bytes only; loop.handshake does the socket I/O.
 type upgrader struct {
-	o      *Options
-	ws     ws.Upgrader
-	in     bytes.Reader // exactly the request's header bytes
-	out    []byte       // the response to send, in one Write
-	rw     io.ReadWriter
-	req    Request
-	reject *Response
+	o       *Options
+	ws      ws.Upgrader
+	in      bytes.Reader // exactly the request's header bytes
+	out     []byte       // the response to send, in one Write
+	rw      io.ReadWriter
+	req     Request
+	reject  *Response
+	deflate codec.Deflate // what the upgrade negotiated
 
 	searched int64 // bytes searched for the end of a request, ever (tests check it stays linear)
 }
@@ -88,6 +91,7 @@ func (u *upgrader) process(buf []byte, buffered, from int, remote net.Addr) (res
 	u.out = u.out[:0]
 	u.req = Request{}
 	u.reject = nil
+	u.deflate = codec.Deflate{}
 	from = min(from, len(buf))
 	u.searched += int64(len(buf) - from)
 	end := bytes.Index(buf[from:], headEnd)
@@ -128,6 +132,7 @@ func (u *upgrader) process(buf []byte, buffered, from int, remote net.Addr) (res
 	hs, err := u.ws.Upgrade(u.rw)
 	switch {
 	case err == nil:
+		u.negotiateDeflate()
 		return upgraded, len(head), hs
 	case u.reject != nil:
 		return u.answer(u.reject), 0, hs
@@ -136,6 +141,50 @@ func (u *upgrader) process(buf []byte, buffered, from int, remote net.Addr) (res
 		return u.answer(&Response{Status: http.StatusBadRequest, Body: []byte("malformed request\n")}), 0, hs
 	}
 	return answered, 0, hs // gobwas's own 4xx answer is in u.out
+}
+
+// negotiateDeflate answers the request's permessage-deflate offers, adding
+// the Sec-WebSocket-Extensions line to the 101 in u.out when one is taken.
+func (u *upgrader) negotiateDeflate() {
+	c := &u.o.Compression
+	if c.Off {
+		return
+	}
+	var offers []byte
+	eachHeader(u.req.head, func(k, v []byte) {
+		if bytes.EqualFold(k, []byte("Sec-WebSocket-Extensions")) {
+			if len(offers) > 0 {
+				offers = append(offers, ',')
+			}
+			offers = append(offers, v...)
+		}
+	})
+	if len(offers) == 0 {
+		return
+	}
+	if ua, _ := headerValue(u.req.head, "User-Agent"); brokenDeflate(ua) {
+		return
+	}
+	d, answer := codec.NegotiateDeflate(string(offers), c.ClientContextTakeover)
+	if !d.On {
+		return
+	}
+	u.deflate = d
+	end := len(u.out) - 2 // before the blank line that ends the 101
+	line := "Sec-WebSocket-Extensions: " + answer + "\r\n"
+	u.out = append(u.out[:end], append([]byte(line), "\r\n"...)...)
+}
+
+// brokenDeflate reports whether a User-Agent is Safari 15.0 to 15.3, which
+// mishandles client_no_context_takeover (as uWebSockets also found): it
+// gets no compression.
+func brokenDeflate(ua string) bool {
+	i := strings.Index(ua, "Version/15.")
+	if i < 0 || !strings.Contains(ua, "Safari/") || strings.Contains(ua, "Chrome/") {
+		return false
+	}
+	minor := ua[i+len("Version/15."):]
+	return len(minor) > 0 && minor[0] >= '0' && minor[0] <= '3' && (len(minor) == 1 || minor[1] < '0' || minor[1] > '9')
 }
 
 // answerPlain answers a request that is not a WebSocket upgrade.
@@ -245,6 +294,7 @@ func (l *Loop) handshake(c *Conn) gnet.Action {
 		return gnet.None // gnet has closed the connection
 	}
 	c.proto = hs.Protocol
+	c.dec.Deflate = u.deflate
 	if u.o.KeepPath || u.o.KeepHeaders {
 		x := new(connExtra) // filled before it is published: Path and Header read it from any goroutine
 		if u.o.KeepPath {

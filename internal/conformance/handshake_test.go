@@ -48,7 +48,9 @@ func expectHTTPError(t *testing.T, c *ws.Client, statuses ...int) *http.Response
 //   - H.6: no Upgrade field -> 400.
 //   - H.7: a plain GET without upgrade fields -> a complete 426 or 404.
 //   - H.8: the RFC 6455 example key gets the RFC's Sec-WebSocket-Accept.
-//   - H.9: an offered permessage-deflate is not negotiated.
+//   - H.9: an offered permessage-deflate is negotiated without context
+//     takeover; an uncompressed message under the threshold still echoes
+//     uncompressed.
 //   - H.10: any path upgrades.
 //   - H.11: a header block over 8 KiB made of many small fields -> 431.
 func TestConformanceHandshake(t *testing.T) {
@@ -116,13 +118,14 @@ func TestConformanceHandshake(t *testing.T) {
 			}
 			c.CloseHandshake()
 		}},
-		{"H.9", "permessage-deflate offered -> 101 without Sec-WebSocket-Extensions", func(t *testing.T, c *ws.Client) {
+		{"H.9", "permessage-deflate offered -> negotiated without context takeover; uncompressed messages still pass", func(t *testing.T, c *ws.Client) {
 			key := ws.NewKey()
 			hs := append(hostHeaders(c, key), ws.Header{Name: "Sec-WebSocket-Extensions", Value: "permessage-deflate; client_max_window_bits"})
 			c.Write(ws.BuildRequest("GET", "/", hs))
 			resp := c.ExpectUpgrade(key)
-			if ext := resp.Header.Values("Sec-WebSocket-Extensions"); len(ext) > 0 {
-				t.Fatalf("server negotiated extensions %q", ext)
+			want := "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+			if ext := resp.Header.Values("Sec-WebSocket-Extensions"); len(ext) != 1 || ext[0] != want {
+				t.Fatalf("Sec-WebSocket-Extensions %q, want %q", ext, want)
 			}
 			c.WriteFrames(ws.Text("uncompressed"))
 			c.ExpectText("uncompressed")
