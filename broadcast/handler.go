@@ -21,6 +21,11 @@ type hubHandler struct {
 
 func (w *hubHandler) OnOpen(c *engine.Conn) {
 	w.hub.conns.put(&sub{c: c})
+	if f := w.hub.opts.UserOf; f != nil {
+		if u := f(c); u != "" {
+			w.hub.users.add(u, c)
+		}
+	}
 	w.next.OnOpen(c)
 }
 
@@ -31,6 +36,11 @@ func (w *hubHandler) OnMessage(c *engine.Conn, op codec.OpCode, p []byte) {
 func (w *hubHandler) OnClose(c *engine.Conn, err error) {
 	if s := w.hub.conns.del(c.ID()); s != nil {
 		w.hub.forget(s)
+	}
+	if f := w.hub.opts.UserOf; f != nil {
+		if u := f(c); u != "" {
+			w.hub.users.remove(u, c)
+		}
 	}
 	w.next.OnClose(c, err)
 }

@@ -3,6 +3,7 @@ package broadcast
 import (
 	"context"
 	"errors"
+	"math"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -43,6 +44,22 @@ type Options struct {
 	// Result.Overloaded) until it catches up, instead of queueing without
 	// bound. 0 means DefaultMaxQueued (64 MiB); negative means no cap.
 	MaxQueued int64
+	// CompressThreshold and CompressLevel apply permessage-deflate to
+	// publishes as the engine's Options.Compression does to writes: a
+	// message of at least CompressThreshold bytes to topics with a
+	// subscriber that negotiated compression is compressed once, next to
+	// the plain frame, and each such subscriber gets the compressed frame
+	// (when it is smaller). 0 means engine.DefaultCompressionThreshold
+	// (256) and level 1; a negative threshold turns compression of
+	// publishes off.
+	CompressThreshold int
+	CompressLevel     int
+	// UserOf, if not nil, returns the user a connection belongs to (""
+	// for none), from its Context say. The hub calls it once when the
+	// connection opens (before the Handler's OnOpen) and once when it
+	// closes, on its loop, and indexes connections by user for UserConns,
+	// SendToUser and Members. It must return the same user both times.
+	UserOf func(c *engine.Conn) string
 	// Broker, if not nil, carries every publish to the nodes of a cluster,
 	// this one included (see Broker). nil: publishes are delivered in this
 	// process at once.
@@ -69,6 +86,7 @@ type Hub struct {
 	loops  atomic.Pointer[[]*loopHub] // one per event loop, of any number of engines; copied on write
 
 	conns connIndex
+	users userIndex
 
 	node         string // the Broker's id for this node, or ""
 	brokerErrors atomic.Int64
@@ -76,10 +94,17 @@ type Hub struct {
 	published  atomic.Int64
 	live       atomic.Int64 // messages not yet released by every loop
 	overloaded atomic.Int64 // deliveries skipped: their loop had Options.MaxQueued waiting
+	compressed atomic.Int64 // publishes compressed (once each)
 }
 
 // New returns a Hub.
 func New(o Options) *Hub {
+	switch {
+	case o.CompressThreshold == 0:
+		o.CompressThreshold = engine.DefaultCompressionThreshold
+	case o.CompressThreshold < 0:
+		o.CompressThreshold = math.MaxInt
+	}
 	switch {
 	case o.MaxQueued == 0:
 		o.MaxQueued = DefaultMaxQueued
@@ -108,9 +133,10 @@ func New(o Options) *Hub {
 // topic is a published name. Its subscribers live in one loopTopic per
 // event loop; sets is copied on write under Hub.mu.
 type topic struct {
-	name  string
-	count atomic.Int64
-	sets  atomic.Pointer[[]*loopTopic]
+	name     string
+	count    atomic.Int64
+	deflated atomic.Int64 // subscribers that negotiated permessage-deflate
+	sets     atomic.Pointer[[]*loopTopic]
 }
 
 // Message is what PublishMessage sends.
@@ -228,6 +254,7 @@ func (h *Hub) publish(m Message, res *pubResult) (int, bool) {
 		ds    = stack[:0]
 		msg   *message
 		total int
+		zip   bool // some subscriber takes compressed frames
 	)
 	h.mu.RLock()
 	for _, name := range m.Topics {
@@ -240,6 +267,9 @@ func (h *Hub) publish(m Message, res *pubResult) (int, bool) {
 			if msg == nil {
 				msg = h.newMessage(m.Op, m.Payload)
 			}
+			if t.deflated.Load() > 0 && len(m.Payload) >= h.opts.CompressThreshold {
+				zip = true
+			}
 			ds = addDelivery(ds, lt, msg, m.Exclude)
 		}
 	}
@@ -247,6 +277,10 @@ func (h *Hub) publish(m Message, res *pubResult) (int, bool) {
 	h.published.Add(1)
 	if msg == nil {
 		return total, false
+	}
+	if zip {
+		msg.compress(m.Op, m.Payload, h.opts.CompressLevel) // once, for every loop
+		h.compressed.Add(1)
 	}
 	msg.res = res
 	posted := 0
@@ -331,6 +365,7 @@ type Stats struct {
 	Dropped       int64 `json:"dropped"`       // frames skipped by the Drop policy
 	Overloaded    int64 `json:"overloaded"`    // deliveries to a loop skipped because it had MaxQueued waiting
 	BrokerErrors  int64 `json:"broker_errors"` // publishes the Broker refused
+	Compressed    int64 `json:"compressed"`    // publishes compressed (once each, for every subscriber that negotiated permessage-deflate)
 	SlowClosed    int64 `json:"slow_closed"`   // connections closed by the Close policy
 	LiveMessages  int64 `json:"live_messages"` // messages some loop still holds
 	Connections   int   `json:"connections"`   // connections the hub knows (open)
@@ -338,7 +373,7 @@ type Stats struct {
 
 // Stats returns the current counters. Any goroutine.
 func (h *Hub) Stats() Stats {
-	s := Stats{Published: h.published.Load(), LiveMessages: h.live.Load(), Connections: h.conns.len(), Overloaded: h.overloaded.Load(), BrokerErrors: h.brokerErrors.Load()}
+	s := Stats{Published: h.published.Load(), LiveMessages: h.live.Load(), Connections: h.conns.len(), Overloaded: h.overloaded.Load(), BrokerErrors: h.brokerErrors.Load(), Compressed: h.compressed.Load()}
 	h.mu.RLock()
 	for _, t := range h.topics {
 		if n := t.count.Load(); n > 0 {

@@ -60,8 +60,8 @@ func (d *delivery) recycle() {
 
 // Run queues the message for each local subscriber. Loop only.
 func (d *delivery) Run(*engine.Loop) {
-	lh, frame, res := d.lh, d.msg.frame, d.msg.res
-	lh.queued.Add(-int64(len(frame)))
+	lh, msg, res := d.lh, d.msg, d.msg.res
+	lh.queued.Add(-int64(len(msg.frame)))
 	var queued, dropped, closed int64
 	lh.mark++
 	mark := lh.mark
@@ -86,6 +86,7 @@ func (d *delivery) Run(*engine.Loop) {
 				continue
 			}
 			queued++
+			frame := msg.frameFor(s.c)
 			s.pend = append(s.pend, frame)
 			s.pendBytes += int32(min(len(frame), maxPendBytes-int(s.pendBytes)))
 			if !s.dirty {

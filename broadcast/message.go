@@ -5,16 +5,21 @@ import (
 	"sync/atomic"
 
 	"github.com/wsdproject/wsd/codec"
+	"github.com/wsdproject/wsd/engine"
 	"github.com/wsdproject/wsd/internal/bufpool"
 )
 
-// message is one encoded frame shared by every loop that delivers it.
+// message is one encoded frame shared by every loop that delivers it, and
+// its compressed twin when some subscriber negotiated permessage-deflate.
 type message struct {
-	hub   *Hub
-	buf   *[]byte
-	frame []byte
-	refs  atomic.Int32
-	res   *pubResult // PublishWait's, or nil
+	hub    *Hub
+	buf    *[]byte
+	frame  []byte
+	zbuf   *[]byte
+	zframe []byte // the frame compressed (RSV1), or nil
+	plen   int    // payload length, to check a subscriber's window
+	refs   atomic.Int32
+	res    *pubResult // PublishWait's, or nil
 }
 
 var messages = sync.Pool{New: func() any { return new(message) }}
@@ -27,9 +32,36 @@ func (h *Hub) newMessage(op codec.OpCode, payload []byte) *message {
 	m.buf = bufpool.Get(codec.FrameSize(len(payload)))
 	*m.buf = codec.AppendFrame(*m.buf, op, payload)
 	m.frame = *m.buf
+	m.plen = len(payload)
 	m.refs.Store(1)
 	h.live.Add(1)
 	return m
+}
+
+// compress adds the compressed frame, once, when it is smaller. Called by
+// the publisher before any loop sees the message.
+func (m *message) compress(op codec.OpCode, payload []byte, level int) {
+	zp := bufpool.Get(len(payload))
+	*zp = codec.Compress(*zp, payload, level)
+	if len(*zp) >= len(payload) {
+		bufpool.Put(zp)
+		return
+	}
+	m.zbuf = bufpool.Get(codec.FrameSize(len(*zp)))
+	*m.zbuf = codec.AppendFrameRsv(*m.zbuf, codec.Rsv1, op, *zp)
+	m.zframe = *m.zbuf
+	bufpool.Put(zp)
+}
+
+// frameFor returns the frame to send to c: the compressed one if c
+// negotiated permessage-deflate and the message fits its window.
+func (m *message) frameFor(c *engine.Conn) []byte {
+	if m.zframe != nil {
+		if d := c.Compression(); d.On && d.Fits(m.plen) {
+			return m.zframe
+		}
+	}
+	return m.frame
 }
 
 // release drops one reference; the last one returns the buffer to the pool.
@@ -42,6 +74,9 @@ func (m *message) release() {
 		close(m.res.done)
 	}
 	bufpool.Put(m.buf)
-	m.buf, m.frame, m.hub, m.res = nil, nil, nil, nil
+	if m.zbuf != nil {
+		bufpool.Put(m.zbuf)
+	}
+	m.buf, m.frame, m.zbuf, m.zframe, m.hub, m.res = nil, nil, nil, nil, nil, nil
 	messages.Put(m)
 }

@@ -132,6 +132,9 @@ func (h *Hub) Subscribe(c *engine.Conn, topics ...string) error {
 		s.add(membership{lt: lt, idx: int32(len(lt.members))})
 		lt.members = append(lt.members, s)
 		lt.t.count.Add(1)
+		if c.Compression().On {
+			lt.t.deflated.Add(1)
+		}
 	}
 	return nil
 }
@@ -215,6 +218,9 @@ func (h *Hub) leave(s *sub, i int) {
 	}
 	s.remove(i)
 	lt.t.count.Add(-1)
+	if s.c.Compression().On {
+		lt.t.deflated.Add(-1)
+	}
 	if len(lt.members) == 0 {
 		h.removeLoopTopic(lt)
 	}
