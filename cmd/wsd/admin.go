@@ -255,6 +255,8 @@ var (
 	descClosed      = prometheus.NewDesc("wsd_closed_total", "Connections closed by a limit, by reason: backpressure (-max-buffered), write_timeout, budget (-max-buffered-total), rate_limit, message_timeout, slow_consumer (-slow-policy close).", []string{"reason"}, nil)
 	descRateDropped = prometheus.NewDesc("wsd_rate_dropped_total", "Messages dropped by -rate-limit-action drop.", nil, nil)
 	descUnsent      = prometheus.NewDesc("wsd_unsent_bytes", "Bytes waiting to be sent, and held by partly received messages, on every connection (what -max-buffered-total bounds).", nil, nil)
+	descRejected    = prometheus.NewDesc("wsd_rejected_total", "Connections refused before the upgrade, by reason: max_conns (-max-conns, 503), per_ip (-max-conns-per-ip, 429), rate (-handshake-rate-per-ip, 429).", []string{"reason"}, nil)
+	descIPTableFull = prometheus.NewDesc("wsd_ip_table_full_total", "Connections admitted without the per-IP limits because the table of addresses was full.", nil, nil)
 	descOverloaded  = prometheus.NewDesc("wsd_publish_overloaded_total", "Deliveries of a publish to an event loop skipped because -max-queued bytes were waiting for it.", nil, nil)
 )
 
@@ -262,7 +264,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descConns, descUpgrades, descMsgsIn, descBytesIn, descFramesOut, descBytesOut, descWrites, descCloses,
 		descPublished, descDelivered, descDropped, descSlowClosed, descTopics, descSubs,
-		descClosed, descRateDropped, descUnsent, descOverloaded,
+		descClosed, descRateDropped, descUnsent, descOverloaded, descRejected, descIPTableFull,
 	} {
 		ch <- d
 	}
@@ -292,6 +294,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(descUnsent, s.Unsent)
 	counter(descRateDropped, s.Limits.RateDropped)
+	counter(descIPTableFull, s.IPTableFull)
+	rj := s.Rejected
+	labelled(ch, descRejected, []labelCount{{"max_conns", rj.MaxConns}, {"per_ip", rj.PerIP}, {"rate", rj.Rate}})
 	var h broadcast.Stats
 	if m.a.hub != nil {
 		h = m.a.hub.Stats()

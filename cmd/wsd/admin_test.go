@@ -368,9 +368,11 @@ func promSamples(t *testing.T, body []byte) (samples, types map[string]string) {
 func TestAdminMetrics(t *testing.T) {
 	full := engine.Stats{
 		Conns: 3, Upgrades: 11, MessagesIn: 5, BytesIn: 123, FramesOut: 7, BytesOut: 456, Writes: 3,
-		CloseCodes: []engine.CloseCount{{Code: 1000, Count: 4}, {Code: 1006, Count: 2}, {Code: 4002, Count: 1}},
-		Unsent:     4096,
-		Limits:     engine.LimitCounts{Backpressure: 21, WriteTimeout: 22, Budget: 23, RateLimit: 24, MessageTimeout: 25, RateDropped: 26},
+		CloseCodes:  []engine.CloseCount{{Code: 1000, Count: 4}, {Code: 1006, Count: 2}, {Code: 4002, Count: 1}},
+		Unsent:      4096,
+		Limits:      engine.LimitCounts{Backpressure: 21, WriteTimeout: 22, Budget: 23, RateLimit: 24, MessageTimeout: 25, RateDropped: 26},
+		Rejected:    engine.RejectCounts{MaxConns: 31, PerIP: 32, Rate: 33},
+		IPTableFull: 34,
 	}
 	cases := []struct {
 		name      string
@@ -389,7 +391,9 @@ func TestAdminMetrics(t *testing.T) {
 				`wsd_closed_total{reason="backpressure"}`: "0", `wsd_closed_total{reason="write_timeout"}`: "0",
 				`wsd_closed_total{reason="budget"}`: "0", `wsd_closed_total{reason="rate_limit"}`: "0",
 				`wsd_closed_total{reason="message_timeout"}`: "0", `wsd_closed_total{reason="slow_consumer"}`: "0",
-				"wsd_rate_dropped_total": "0", "wsd_unsent_bytes": "0", "wsd_publish_overloaded_total": "0",
+				`wsd_rejected_total{reason="max_conns"}`: "0", `wsd_rejected_total{reason="per_ip"}`: "0",
+				`wsd_rejected_total{reason="rate"}`: "0", "wsd_rate_dropped_total": "0", "wsd_unsent_bytes": "0",
+				"wsd_publish_overloaded_total": "0", "wsd_ip_table_full_total": "0",
 			},
 			absent: []string{"wsd_closes_total"},
 		},
@@ -421,6 +425,10 @@ func TestAdminMetrics(t *testing.T) {
 				`wsd_closed_total{reason="message_timeout"}`: "25",
 				`wsd_closed_total{reason="slow_consumer"}`:   "0",
 				"wsd_rate_dropped_total":                     "26",
+				`wsd_rejected_total{reason="max_conns"}`:     "31",
+				`wsd_rejected_total{reason="per_ip"}`:        "32",
+				`wsd_rejected_total{reason="rate"}`:          "33",
+				"wsd_ip_table_full_total":                    "34",
 				"wsd_unsent_bytes":                           "4096",
 				"wsd_publish_overloaded_total":               "0",
 				"go_goroutines":                              "", // present, any value
@@ -436,8 +444,8 @@ func TestAdminMetrics(t *testing.T) {
 		"wsd_received_bytes_total": "counter", "wsd_frames_sent_total": "counter", "wsd_sent_bytes_total": "counter",
 		"wsd_published_total": "counter", "wsd_delivered_total": "counter", "wsd_dropped_total": "counter",
 		"wsd_slow_closed_total": "counter", "wsd_topics": "gauge", "wsd_subscriptions": "gauge",
-		"wsd_closed_total": "counter", "wsd_rate_dropped_total": "counter",
-		"wsd_unsent_bytes": "gauge", "wsd_publish_overloaded_total": "counter",
+		"wsd_closed_total": "counter", "wsd_rejected_total": "counter", "wsd_rate_dropped_total": "counter",
+		"wsd_unsent_bytes": "gauge", "wsd_publish_overloaded_total": "counter", "wsd_ip_table_full_total": "counter",
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

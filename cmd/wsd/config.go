@@ -23,42 +23,46 @@ import (
 //
 // In the daemon 0 turns a limit or a timeout off (engineOptions and
 // hubOptions turn that into the negative values of engine.Options and
-// broadcast.Options); -event-loops 0 is one loop per CPU, and
-// -max-header-bytes cannot be off.
+// broadcast.Options); -event-loops 0 is one loop per CPU, a burst of 0 is
+// twice its rate, and -max-header-bytes cannot be off.
 type config struct {
-	ConfigFile       string
-	Addr             string
-	Mode             string
-	EventLoops       int
-	ReusePort        bool
-	MaxMessageSize   int64
-	MaxHeaderBytes   int64 // fits an int
-	HandshakeTimeout time.Duration
-	PingInterval     time.Duration
-	IdleTimeout      time.Duration
-	CloseTimeout     time.Duration
-	Origins          string
-	Subprotocols     string
-	SkipSender       bool
-	ClientPublish    string
-	MaxBuffered      int64 // fits an int
-	BackpressureCode int
-	WriteTimeout     time.Duration
-	MaxBufferedTotal int64
-	MessageTimeout   time.Duration
-	MaxMsgRate       float64
-	MaxMsgBurst      int
-	MaxByteRate      int64
-	RateLimitAction  string
-	SlowPolicy       string
-	SlowCloseCode    int
-	MaxSubscriptions int
-	MaxQueued        int64
-	AdminAddr        string
-	APIToken         string
-	Pprof            bool
-	LogLevel         string
-	LogFormat        string
+	ConfigFile          string
+	Addr                string
+	Mode                string
+	EventLoops          int
+	ReusePort           bool
+	MaxMessageSize      int64
+	MaxHeaderBytes      int64 // fits an int
+	HandshakeTimeout    time.Duration
+	PingInterval        time.Duration
+	IdleTimeout         time.Duration
+	CloseTimeout        time.Duration
+	Origins             string
+	Subprotocols        string
+	SkipSender          bool
+	ClientPublish       string
+	MaxBuffered         int64 // fits an int
+	BackpressureCode    int
+	WriteTimeout        time.Duration
+	MaxBufferedTotal    int64
+	MessageTimeout      time.Duration
+	MaxMsgRate          float64
+	MaxMsgBurst         int
+	MaxByteRate         int64
+	RateLimitAction     string
+	MaxConns            int
+	MaxConnsPerIP       int
+	HandshakeRatePerIP  float64
+	HandshakeBurstPerIP int
+	SlowPolicy          string
+	SlowCloseCode       int
+	MaxSubscriptions    int
+	MaxQueued           int64
+	AdminAddr           string
+	APIToken            string
+	Pprof               bool
+	LogLevel            string
+	LogFormat           string
 
 	// from records where each setting that was given came from, by flag
 	// name, for the errors about relations between settings.
@@ -126,6 +130,10 @@ func newFlagSet(c *config) *flag.FlagSet {
 	count(&c.MaxMsgBurst, "max-msg-burst", 0, "want 0 (twice -max-msg-rate) or more", "messages one connection may send at once under -max-msg-rate (0: twice the rate)")
 	size(&c.MaxByteRate, "max-byte-rate", 0, 0, math.MaxInt64, "message payload bytes one connection may send per second, e.g. 1MiB; over it -rate-limit-action applies")
 	text(&c.RateLimitAction, "rate-limit-action", "close", oneOf("rate limit action", "close", "drop"), "over -max-msg-rate or -max-byte-rate: close (1008) or drop (skip the message, count it, keep the connection)")
+	count(&c.MaxConns, "max-conns", 0, "want 0 (no limit) or more", "connections served at once; more are answered 503 and closed (keep it under the open-file limit)")
+	count(&c.MaxConnsPerIP, "max-conns-per-ip", 0, "want 0 (no limit) or more", "connections served at once from one IPv4 address or IPv6 /64; more are answered 429 and closed")
+	rate(&c.HandshakeRatePerIP, "handshake-rate-per-ip", "new connections one IPv4 address or IPv6 /64 may open per second, e.g. 10 or 0.2; more are answered 429 and closed")
+	count(&c.HandshakeBurstPerIP, "handshake-burst-per-ip", 0, "want 0 (twice -handshake-rate-per-ip, at least 1) or more", "new connections one address may open at once under -handshake-rate-per-ip (0: twice the rate, at least 1)")
 	text(&c.SlowPolicy, "slow-policy", "drop", oneOf("slow policy", "drop", "close"), "broadcast to a connection at -max-buffered: drop (skip the frame, count it, keep the connection) or close (with -slow-close-code)")
 	integer(&intValue{p: &c.SlowCloseCode, kind: "close code", want: closeCodeWant, ok: closeCodeOK}, "slow-close-code", 1008, "broadcast: close code of -slow-policy close: 1008, 1013 or 3000-4999")
 	count(&c.MaxSubscriptions, "max-subscriptions", 256, "want 0 (no limit) or more", "push: topics one connection may be subscribed to")
@@ -277,8 +285,14 @@ func (c *config) checkRelations() []error {
 		errs = append(errs, fmt.Errorf("%s must exceed %s, or a silent peer is closed before it is pinged (0 turns either off)",
 			c.describe("idle-timeout", c.IdleTimeout), c.describe("ping-interval", c.PingInterval)))
 	}
-	if c.MaxMsgBurst > 0 && c.MaxMsgRate == 0 {
-		errs = append(errs, fmt.Errorf("%s needs -max-msg-rate: a burst is of a rate, and -max-msg-rate is 0 (off)", c.describe("max-msg-burst", c.MaxMsgBurst)))
+	for _, b := range []struct {
+		burst, rate string
+		n           int
+		r           float64
+	}{{"max-msg-burst", "max-msg-rate", c.MaxMsgBurst, c.MaxMsgRate}, {"handshake-burst-per-ip", "handshake-rate-per-ip", c.HandshakeBurstPerIP, c.HandshakeRatePerIP}} {
+		if b.n > 0 && b.r == 0 {
+			errs = append(errs, fmt.Errorf("%s needs -%s: a burst is of a rate, and -%s is 0 (off)", c.describe(b.burst, b.n), b.rate, b.rate))
+		}
 	}
 	return errs
 }

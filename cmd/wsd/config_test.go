@@ -211,6 +211,10 @@ func TestConfigErrors(t *testing.T) {
 			[]string{`-max-msg-burst 10 (from WSD_MAX_MSG_BURST) needs -max-msg-rate`}},
 		{"burst with the rate turned off", []string{"-max-msg-rate", "0"}, nil, "max_msg_rate: 5\nmax_msg_burst: 10\n",
 			[]string{`-max-msg-burst 10 (from c.yaml:2: max_msg_burst) needs -max-msg-rate`}},
+		{"handshake burst without a rate", []string{"-handshake-burst-per-ip", "5"}, nil, "",
+			[]string{`-handshake-burst-per-ip 5 needs -handshake-rate-per-ip: a burst is of a rate, and -handshake-rate-per-ip is 0 (off)`}},
+		{"both bursts without rates", []string{"-handshake-burst-per-ip", "5", "-max-msg-burst", "3"}, nil, "",
+			[]string{`-max-msg-burst 3 needs -max-msg-rate`, `-handshake-burst-per-ip 5 needs -handshake-rate-per-ip`}},
 
 		// Several problems are all reported.
 		{"several", []string{"-mode", "nope", "-log-level", "loud"}, []string{"WSD_PING_INTERVAL=x"}, "",
@@ -361,9 +365,13 @@ func TestConfigZeroMeansOff(t *testing.T) {
 			t.Errorf("%s = %d, want negative (off)", name, v)
 		}
 	}
-	// The rate limits are off at 0 in engine.Options too.
+	// The rate limits and the connection caps are off at 0 in
+	// engine.Options too.
 	if o.MaxMessageRate != 0 || o.MaxMessageBurst != 0 || o.MaxByteRate != 0 || o.RateLimitDrop {
 		t.Errorf("rate limits %v, %d, %d, %v; want all off", o.MaxMessageRate, o.MaxMessageBurst, o.MaxByteRate, o.RateLimitDrop)
+	}
+	if o.MaxConns != 0 || o.MaxConnsPerIP != 0 || o.HandshakeRatePerIP != 0 || o.HandshakeBurstPerIP != 0 {
+		t.Errorf("connection limits %d, %d, %v, %d; want all off", o.MaxConns, o.MaxConnsPerIP, o.HandshakeRatePerIP, o.HandshakeBurstPerIP)
 	}
 
 	on, _, err := loadConfig([]string{"-ping-interval", "7s", "-idle-timeout", "9s", "-handshake-timeout", "3s", "-close-timeout", "2s",
@@ -404,6 +412,10 @@ func TestConfigLimitDefaults(t *testing.T) {
 		{"MaxMessageBurst", o.MaxMessageBurst, 0},
 		{"MaxByteRate", o.MaxByteRate, int64(0)},
 		{"RateLimitDrop", o.RateLimitDrop, false},
+		{"MaxConns", o.MaxConns, 0},
+		{"MaxConnsPerIP", o.MaxConnsPerIP, 0},
+		{"HandshakeRatePerIP", o.HandshakeRatePerIP, 0.0},
+		{"HandshakeBurstPerIP", o.HandshakeBurstPerIP, 0},
 		{"broadcast MaxBuffered", h.MaxBuffered, 0},
 		{"broadcast Policy", h.Policy, broadcast.Drop},
 		{"broadcast CloseCode", h.CloseCode, codec.StatusPolicyViolation},
@@ -485,6 +497,25 @@ func TestConfigLimits(t *testing.T) {
 		{flag: "rate-limit-action", text: "drop", get: func(o opts) any { return o.e.RateLimitDrop }, want: true},
 		{flag: "rate-limit-action", text: "close", get: func(o opts) any { return o.e.RateLimitDrop }, want: false},
 		{flag: "rate-limit-action", text: "ignore", kind: "rate limit action", why: "want close or drop"},
+
+		{flag: "max-conns", text: "15000", get: func(o opts) any { return o.e.MaxConns }, want: 15000},
+		{flag: "max-conns", text: "0", get: func(o opts) any { return o.e.MaxConns }, want: 0},
+		{flag: "max-conns", text: "-1", kind: "count", why: "want 0 (no limit) or more"},
+		{flag: "max-conns", text: "10k", kind: "count", why: "want 0 (no limit) or more"},
+
+		{flag: "max-conns-per-ip", text: "100", get: func(o opts) any { return o.e.MaxConnsPerIP }, want: 100},
+		{flag: "max-conns-per-ip", text: "0", get: func(o opts) any { return o.e.MaxConnsPerIP }, want: 0},
+		{flag: "max-conns-per-ip", text: "-5", kind: "count", why: "want 0 (no limit) or more"},
+
+		{flag: "handshake-rate-per-ip", text: "10", get: func(o opts) any { return o.e.HandshakeRatePerIP }, want: 10.0},
+		{flag: "handshake-rate-per-ip", text: "0.2", get: func(o opts) any { return o.e.HandshakeRatePerIP }, want: 0.2},
+		{flag: "handshake-rate-per-ip", text: "0", get: func(o opts) any { return o.e.HandshakeRatePerIP }, want: 0.0},
+		{flag: "handshake-rate-per-ip", text: "-0.5", kind: "rate", why: rateWant},
+		{flag: "handshake-rate-per-ip", text: "+Inf", kind: "rate", why: rateWant},
+
+		{flag: "handshake-burst-per-ip", text: "20", extra: []string{"-handshake-rate-per-ip", "1"}, get: func(o opts) any { return o.e.HandshakeBurstPerIP }, want: 20},
+		{flag: "handshake-burst-per-ip", text: "0", extra: []string{"-handshake-rate-per-ip", "1"}, get: func(o opts) any { return o.e.HandshakeBurstPerIP }, want: 0},
+		{flag: "handshake-burst-per-ip", text: "-1", kind: "count", why: "want 0 (twice -handshake-rate-per-ip, at least 1) or more"},
 
 		{flag: "slow-policy", text: "close", get: func(o opts) any { return o.h.Policy }, want: broadcast.Close},
 		{flag: "slow-close-code", text: "1013", get: func(o opts) any { return o.h.CloseCode }, want: codec.StatusTryAgainLater},

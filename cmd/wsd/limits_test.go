@@ -5,9 +5,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/wsdproject/wsd/internal/wstest"
 )
@@ -209,6 +212,38 @@ func TestDaemonLimits(t *testing.T) {
 			client: unreadEcho,
 			metric: `wsd_closed_total{reason="budget"}`,
 		},
+		{
+			name: "connections",
+			args: []string{"-mode", "echo", "-max-conns", "1"},
+			client: func(t *testing.T, d *limitDaemon) {
+				// The connection that saw the daemon start has left.
+				d.expectMetric(t, "wsd_connections", "0")
+				dialFrom(t, d, "127.0.0.2", 101)
+				dialFrom(t, d, "127.0.0.3", 503)
+			},
+			metric: `wsd_rejected_total{reason="max_conns"}`,
+		},
+		{
+			name: "connections per IP",
+			args: []string{"-mode", "echo", "-max-conns-per-ip", "1"},
+			client: func(t *testing.T, d *limitDaemon) {
+				dialFrom(t, d, "127.0.0.2", 101)
+				dialFrom(t, d, "127.0.0.2", 429)
+				dialFrom(t, d, "127.0.0.3", 101)
+			},
+			metric: `wsd_rejected_total{reason="per_ip"}`,
+		},
+		{
+			name: "handshake rate per IP",
+			args: []string{"-mode", "echo", "-handshake-rate-per-ip", "0.01", "-handshake-burst-per-ip", "2"},
+			client: func(t *testing.T, d *limitDaemon) {
+				dialFrom(t, d, "127.0.0.2", 101).Close()
+				dialFrom(t, d, "127.0.0.2", 101).Close()
+				dialFrom(t, d, "127.0.0.2", 429)
+				dialFrom(t, d, "127.0.0.3", 101)
+			},
+			metric: `wsd_rejected_total{reason="rate"}`,
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -217,4 +252,28 @@ func TestDaemonLimits(t *testing.T) {
 			d.expectMetric(t, tc.metric, "1")
 		})
 	}
+}
+
+// dialFrom opens a WebSocket connection to the daemon from the loopback
+// address ip (the connection the test harness made to see the daemon
+// start came from 127.0.0.1, and counts against that address), and fails
+// unless the answer has status: 101, or a refusal with Retry-After. It
+// returns the connection, or nil; the connection is closed when the test
+// ends.
+func dialFrom(t *testing.T, d *limitDaemon, ip string, status int) *websocket.Conn {
+	t.Helper()
+	nd := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: adminTimeout}
+	dialer := websocket.Dialer{HandshakeTimeout: adminTimeout, NetDial: nd.Dial}
+	c, resp, err := dialer.Dial("ws://"+d.Addr+"/", nil)
+	if err == nil {
+		t.Cleanup(func() { c.Close() })
+		if status != 101 {
+			t.Fatalf("from %s: upgraded, want HTTP %d", ip, status)
+		}
+		return c
+	}
+	if resp == nil || resp.StatusCode != status || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("from %s: %v, response %+v; want HTTP %d with Retry-After", ip, err, resp, status)
+	}
+	return nil
 }

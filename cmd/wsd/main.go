@@ -155,32 +155,36 @@ func (d *daemon) serve() error {
 
 // engineOptions maps the daemon's config onto engine.Options. In the
 // daemon 0 turns a limit or a timeout off; in engine.Options 0 means the
-// default and a negative value turns it off. The rate limits pass through
-// as they are: their 0 is "no limit" there too, and a zero burst twice the
-// rate in both.
+// default and a negative value turns it off. The rate limits and the
+// connection caps pass through as they are: their 0 is "no limit" there
+// too, and a zero burst twice the rate in both.
 func engineOptions(cfg *config, log *zap.Logger) engine.Options {
 	return engine.Options{
-		Addrs:            splitList(cfg.Addr),
-		EventLoops:       cfg.EventLoops,
-		ReusePort:        cfg.ReusePort,
-		MaxHeaderBytes:   int(cfg.MaxHeaderBytes),
-		MaxMessageSize:   offIfZero(cfg.MaxMessageSize),
-		HandshakeTimeout: offIfZero(cfg.HandshakeTimeout),
-		PingInterval:     offIfZero(cfg.PingInterval),
-		IdleTimeout:      offIfZero(cfg.IdleTimeout),
-		CloseTimeout:     offIfZero(cfg.CloseTimeout),
-		MaxBuffered:      offIfZero(int(cfg.MaxBuffered)),
-		BackpressureCode: codec.StatusCode(cfg.BackpressureCode),
-		WriteTimeout:     offIfZero(cfg.WriteTimeout),
-		MaxBufferedTotal: offIfZero(cfg.MaxBufferedTotal),
-		MessageTimeout:   offIfZero(cfg.MessageTimeout),
-		MaxMessageRate:   cfg.MaxMsgRate,
-		MaxMessageBurst:  cfg.MaxMsgBurst,
-		MaxByteRate:      cfg.MaxByteRate,
-		RateLimitDrop:    cfg.RateLimitAction == "drop",
-		AllowedOrigins:   splitList(cfg.Origins),
-		Subprotocols:     splitList(cfg.Subprotocols),
-		Logger:           log,
+		Addrs:               splitList(cfg.Addr),
+		EventLoops:          cfg.EventLoops,
+		ReusePort:           cfg.ReusePort,
+		MaxHeaderBytes:      int(cfg.MaxHeaderBytes),
+		MaxMessageSize:      offIfZero(cfg.MaxMessageSize),
+		HandshakeTimeout:    offIfZero(cfg.HandshakeTimeout),
+		PingInterval:        offIfZero(cfg.PingInterval),
+		IdleTimeout:         offIfZero(cfg.IdleTimeout),
+		CloseTimeout:        offIfZero(cfg.CloseTimeout),
+		MaxBuffered:         offIfZero(int(cfg.MaxBuffered)),
+		BackpressureCode:    codec.StatusCode(cfg.BackpressureCode),
+		WriteTimeout:        offIfZero(cfg.WriteTimeout),
+		MaxBufferedTotal:    offIfZero(cfg.MaxBufferedTotal),
+		MessageTimeout:      offIfZero(cfg.MessageTimeout),
+		MaxMessageRate:      cfg.MaxMsgRate,
+		MaxMessageBurst:     cfg.MaxMsgBurst,
+		MaxByteRate:         cfg.MaxByteRate,
+		RateLimitDrop:       cfg.RateLimitAction == "drop",
+		MaxConns:            cfg.MaxConns,
+		MaxConnsPerIP:       cfg.MaxConnsPerIP,
+		HandshakeRatePerIP:  cfg.HandshakeRatePerIP,
+		HandshakeBurstPerIP: cfg.HandshakeBurstPerIP,
+		AllowedOrigins:      splitList(cfg.Origins),
+		Subprotocols:        splitList(cfg.Subprotocols),
+		Logger:              log,
 	}
 }
 
