@@ -12,6 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// HeadSize is how many leading payload bytes of a message a Handler sees.
+const HeadSize = 48
+
 // Conn is one client connection: a non-blocking socket and the state of the
 // frame it is reading. Only its poller's goroutine touches it after Add.
 type Conn struct {
@@ -20,12 +23,13 @@ type Conn struct {
 	out []byte // bytes the socket did not take yet
 
 	// the message being read
-	msgLen  int      // payload bytes so far
-	msgHead [16]byte // its first 16 bytes
+	msgLen  int            // payload bytes so far
+	msgHead [HeadSize]byte // its first HeadSize bytes
 	inMsg   bool
 	msgOp   byte
 
 	// scenario state
+	Index   int    // the connection's number in its worker
 	SentAt  int64  // when the outstanding echo burst was sent (ns)
 	Waiting int    // echoes of that burst still to come
 	LastSeq uint64 // last broadcast sequence number seen
@@ -39,13 +43,32 @@ type Conn struct {
 // timeout; then the socket is switched to non-blocking. Bytes the server
 // sent after its answer are kept as the start of the first frame.
 func Dial(src, dst, path string, timeout time.Duration) (*Conn, error) {
-	ap, err := netip.ParseAddrPort(dst)
+	fd, rest, err := dialUpgrade(src, dst, path, timeout, 0)
 	if err != nil {
 		return nil, err
 	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	c := &Conn{fd: fd}
+	if len(rest) > 0 {
+		c.in = rest
+	}
+	return c, nil
+}
+
+// dialTCP opens a blocking TCP connection from src to dst whose reads and
+// writes time out after timeout. rcvbuf, if positive, sets SO_RCVBUF
+// before the connection is made, which bounds the window the peer sees.
+func dialTCP(src, dst string, timeout time.Duration, rcvbuf int) (int, error) {
+	ap, err := netip.ParseAddrPort(dst)
+	if err != nil {
+		return -1, err
+	}
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("socket: %w", err)
+		return -1, fmt.Errorf("socket: %w", err)
 	}
 	ok := false
 	defer func() {
@@ -56,26 +79,51 @@ func Dial(src, dst, path string, timeout time.Duration) (*Conn, error) {
 	if src != "" {
 		sa, err := netip.ParseAddr(src)
 		if err != nil {
-			return nil, err
+			return -1, err
 		}
 		_ = unix.SetsockoptInt(fd, unix.SOL_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
 		if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: sa.As4()}); err != nil {
-			return nil, fmt.Errorf("bind %s: %w", src, err)
+			return -1, fmt.Errorf("bind %s: %w", src, err)
 		}
+	}
+	if rcvbuf > 0 {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, rcvbuf)
 	}
 	tv := unix.NsecToTimeval(timeout.Nanoseconds())
 	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
 	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	if err := connect(fd, &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}, timeout); err != nil {
-		return nil, fmt.Errorf("connect %s: %w", dst, err)
+		return -1, fmt.Errorf("connect %s: %w", dst, err)
 	}
+	ok = true
+	return fd, nil
+}
+
+// upgradeRequest is a client's upgrade request for path on host.
+func upgradeRequest(host, path string) []byte {
 	var key [16]byte
 	_, _ = rand.Read(key[:])
-	req := "GET " + path + " HTTP/1.1\r\nHost: " + dst + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: " + base64.StdEncoding.EncodeToString(key[:]) + "\r\nSec-WebSocket-Version: 13\r\n\r\n"
-	if err := writeAll(fd, []byte(req)); err != nil {
-		return nil, fmt.Errorf("write upgrade: %w", err)
+	return []byte("GET " + path + " HTTP/1.1\r\nHost: " + host + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: " + base64.StdEncoding.EncodeToString(key[:]) + "\r\nSec-WebSocket-Version: 13\r\n\r\n")
+}
+
+// dialUpgrade opens a blocking connection (see dialTCP) and upgrades it to
+// WebSocket on path. It returns the socket, still blocking, and the bytes
+// the server sent after its 101 answer.
+func dialUpgrade(src, dst, path string, timeout time.Duration, rcvbuf int) (int, []byte, error) {
+	fd, err := dialTCP(src, dst, timeout, rcvbuf)
+	if err != nil {
+		return -1, nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			unix.Close(fd)
+		}
+	}()
+	if err := writeAll(fd, upgradeRequest(dst, path)); err != nil {
+		return -1, nil, fmt.Errorf("write upgrade: %w", err)
 	}
 	buf := make([]byte, 0, 512)
 	var tmp [512]byte
@@ -85,29 +133,26 @@ func Dial(src, dst, path string, timeout time.Duration) (*Conn, error) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read upgrade answer: %w", err)
+			return -1, nil, fmt.Errorf("read upgrade answer: %w", err)
 		}
 		if n == 0 {
-			return nil, errors.New("server closed during the upgrade")
+			return -1, nil, errors.New("server closed during the upgrade")
 		}
 		buf = append(buf, tmp[:n]...)
 		if i := bytes.Index(buf, []byte("\r\n\r\n")); i >= 0 {
 			if !bytes.HasPrefix(buf, []byte("HTTP/1.1 101")) {
 				line, _, _ := bytes.Cut(buf, []byte("\r\n"))
-				return nil, fmt.Errorf("upgrade refused: %s", line)
+				return -1, nil, fmt.Errorf("upgrade refused: %s", line)
 			}
-			c := &Conn{fd: fd}
-			if rest := buf[i+4:]; len(rest) > 0 {
-				c.in = append([]byte(nil), rest...)
-			}
-			if err := unix.SetNonblock(fd, true); err != nil {
-				return nil, err
+			var rest []byte
+			if r := buf[i+4:]; len(r) > 0 {
+				rest = append([]byte(nil), r...)
 			}
 			ok = true
-			return c, nil
+			return fd, rest, nil
 		}
 		if len(buf) > 8192 {
-			return nil, errors.New("upgrade answer too long")
+			return -1, nil, errors.New("upgrade answer too long")
 		}
 	}
 }

@@ -10,7 +10,7 @@ import (
 // Handler gets what a Poller reads. It runs on the poller's goroutine.
 type Handler interface {
 	// OnMessage gets a complete message: its opcode, its length, and its
-	// first up-to-16 payload bytes (valid during the call).
+	// first up-to-HeadSize payload bytes (valid during the call).
 	OnMessage(p *Poller, c *Conn, op byte, length int, head []byte)
 }
 
@@ -142,7 +142,8 @@ func (p *Poller) drop(c *Conn) {
 
 // parse handles the complete frames at the start of b and returns the rest.
 // A frame is processed only when whole, except that large payloads are
-// skipped as they arrive: only the first 16 bytes of a message matter here.
+// skipped as they arrive: only the first HeadSize bytes of a message matter
+// here.
 func (p *Poller) parse(c *Conn, b []byte) []byte {
 	for len(b) >= 2 {
 		hl := 2
@@ -183,14 +184,14 @@ func (p *Poller) parse(c *Conn, b []byte) []byte {
 		if !c.inMsg {
 			continue
 		}
-		if c.msgLen < 16 {
+		if c.msgLen < HeadSize {
 			copy(c.msgHead[c.msgLen:], payload)
 		}
 		c.msgLen += len(payload)
 		if fin {
 			c.inMsg = false
 			c.Got++
-			p.h.OnMessage(p, c, c.msgOp, c.msgLen, c.msgHead[:min(c.msgLen, 16)])
+			p.h.OnMessage(p, c, c.msgOp, c.msgLen, c.msgHead[:min(c.msgLen, HeadSize)])
 		}
 	}
 	return b
