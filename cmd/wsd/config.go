@@ -124,7 +124,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	size(&c.MaxBuffered, "max-buffered", 1<<20, 0, math.MaxInt, "bytes waiting to be sent to one connection: a write that finds this many unsent closes it with -backpressure-code, a broadcast follows -slow-policy; input is not read on while over half of it")
 	integer(&intValue{p: &c.BackpressureCode, kind: "close code", want: closeCodeWant, ok: closeCodeOK}, "backpressure-code", 1008, "close code of a connection closed by -max-buffered: 1008, 1013 or 3000-4999")
 	duration(&c.WriteTimeout, "write-timeout", 30*time.Second, "close (1008) a connection whose unsent bytes have not shrunk for this long")
-	size(&c.MaxBufferedTotal, "max-buffered-total", engine.DefaultMaxBufferedTotal(), 0, math.MaxInt64, "unsent bytes of all connections together; over it the largest backlogs are closed first (1013) (default: a quarter of physical memory, at most 1GiB)")
+	size(&c.MaxBufferedTotal, "max-buffered-total", engine.DefaultMaxBufferedTotal(), 0, math.MaxInt64, "unsent bytes of all connections together; over it the largest backlogs are closed first (1013); by default a quarter of physical memory, at most 1GiB")
 	duration(&c.MessageTimeout, "message-timeout", 60*time.Second, "close (1008) a connection whose message takes longer than this to arrive, first byte to last")
 	rate(&c.MaxMsgRate, "max-msg-rate", "messages one connection may send per second, e.g. 100 or 0.5; over it -rate-limit-action applies")
 	count(&c.MaxMsgBurst, "max-msg-burst", 0, "want 0 (twice -max-msg-rate) or more", "messages one connection may send at once under -max-msg-rate (0: twice the rate)")
