@@ -91,3 +91,23 @@ func (h *Hist) FromSparse(m map[int]uint64) {
 		}
 	}
 }
+
+// SparseHist is a Hist as JSON: its non-zero buckets only.
+type SparseHist struct {
+	N       uint64         `json:"n"`
+	Max     int64          `json:"max_ns"`
+	Sum     int64          `json:"sum_ns"`
+	Buckets map[int]uint64 `json:"buckets"`
+}
+
+// ToSparse returns h as a SparseHist.
+func (h *Hist) ToSparse() SparseHist {
+	return SparseHist{N: h.N, Max: h.Max, Sum: h.Sum, Buckets: h.Sparse()}
+}
+
+// Hist rebuilds the histogram.
+func (s SparseHist) Hist() *Hist {
+	h := &Hist{N: s.N, Max: s.Max, Sum: s.Sum}
+	h.FromSparse(s.Buckets)
+	return h
+}
