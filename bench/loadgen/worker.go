@@ -15,7 +15,7 @@ import (
 // Job is what a worker process is asked to do. It arrives as one JSON line
 // on the worker's standard input.
 type Job struct {
-	Scenario        string   `json:"scenario"` // connect, idle, echo or broadcast
+	Scenario        string   `json:"scenario"` // connect, idle, echo, broadcast or soak
 	Addr            string   `json:"addr"`     // server host:port
 	Path            string   `json:"path"`
 	Conns           int      `json:"conns"`
@@ -26,8 +26,9 @@ type Job struct {
 	// they are written back to back with one write, and the next burst
 	// leaves when all their echoes are back. 0 or 1: one at a time.
 	Depth    int           `json:"depth,omitempty"`
-	Duration time.Duration `json:"duration"` // echo and idle: how long; broadcast: longest wait
+	Duration time.Duration `json:"duration"` // echo and idle: how long; broadcast: longest wait; soak: the run's length
 	Expect   uint64        `json:"expect"`   // broadcast: messages each connection must get
+	Soak     *SoakJob      `json:"soak,omitempty"`
 }
 
 // Result is what a worker reports at the end, as one JSON line.
@@ -46,6 +47,7 @@ type Result struct {
 	HistN     uint64         `json:"hist_n"`
 	HistMax   int64          `json:"hist_max_ns"`
 	HistSum   int64          `json:"hist_sum_ns"`
+	Soak      *SoakResult    `json:"soak,omitempty"`
 }
 
 // Histogram rebuilds the latency histogram of a Result.
@@ -83,6 +85,19 @@ func RunWorker(in io.Reader, out io.Writer) error {
 	if !sc.Scan() || sc.Text() != "go" {
 		return fmt.Errorf("expected go")
 	}
+	if job.Scenario == "soak" {
+		if job.Soak == nil || job.Soak.RoomSize <= 0 {
+			return fmt.Errorf("soak job without its settings")
+		}
+		stdinOpen, err := w.soakRun(sc, enc)
+		if err != nil {
+			return err
+		}
+		for stdinOpen && sc.Scan() { // until the runner closes our input
+		}
+		w.p.Each(func(c *Conn) { c.Close() })
+		return nil
+	}
 	w.run(&res)
 	if err := enc.Encode(res); err != nil {
 		return err
@@ -101,7 +116,8 @@ type worker struct {
 	running  bool
 	hist     Hist
 	res      *Result
-	complete int // broadcast: connections that got every message
+	complete int   // broadcast: connections that got every message
+	soak     *soak // soak: the well-behaved clients' state
 }
 
 // connect opens job.Conns connections with DialConcurrency dialers.
@@ -127,7 +143,11 @@ func (w *worker) connect() Result {
 				if len(w.job.Sources) > 0 {
 					src = w.job.Sources[i%len(w.job.Sources)]
 				}
-				c, err := Dial(src, w.job.Addr, w.job.Path, 10*time.Second)
+				path := w.job.Path
+				if w.job.Soak != nil {
+					path = w.job.Soak.soakPath(i)
+				}
+				c, err := Dial(src, w.job.Addr, path, 10*time.Second)
 				mu.Lock()
 				if err != nil {
 					res.DialErrs++
@@ -135,6 +155,7 @@ func (w *worker) connect() Result {
 						res.FirstErr = err.Error()
 					}
 				} else {
+					c.Index = i
 					conns[i] = c
 				}
 				mu.Unlock()
@@ -230,6 +251,8 @@ func (w *worker) allReceived() bool {
 func (w *worker) OnMessage(p *Poller, c *Conn, op byte, length int, head []byte) {
 	now := Now()
 	switch w.job.Scenario {
+	case "soak":
+		w.soak.onMessage(c, op, head)
 	case "echo":
 		w.res.Messages++
 		if length != w.job.Size {
