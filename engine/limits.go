@@ -26,9 +26,10 @@ import (
 //  2. stops decoding a connection whose backlog is over half the cap: its
 //     input stays in gnet's inbound buffer and produces no replies, so
 //     the backlog cannot grow from it. gnet still reads it, one read buffer
-//     (64 KiB) per readable event; once MaxBuffered of input is waiting the
-//     connection is closed the same way. A peer that does not read is not
-//     heard either, and holds at most about two caps of memory.
+//     (64 KiB) per readable event; once the input waiting and the output
+//     unsent reach MaxBuffered together, the connection is closed the same
+//     way. A peer that does not read is not heard either, and holds about
+//     one cap of memory (plus one message, and a read buffer).
 //  3. keeps, per loop, a list of the connections that have a backlog, a
 //     paused input or a partly received message (watched, with a guard),
 //     and walks only that list once per tick: the write-stall timeout, the
@@ -241,7 +242,7 @@ func (l *Loop) holdInput(c *Conn) bool {
 		}
 		l.watch(c).paused = true
 	}
-	if c.gc.InboundBuffered() >= max {
+	if c.Buffered()+c.gc.InboundBuffered() >= max { // held input and unsent output together: a peer that does not read holds at most one cap
 		c.abort(l.e.opts.BackpressureCode, "input while output is blocked", limBackpressure)
 		_, _ = c.gc.Discard(-1)
 	}

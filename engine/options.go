@@ -89,9 +89,10 @@ type Options struct {
 	// under the cap is taken whole, so one connection holds at most
 	// MaxBuffered plus one message. While a connection has more than half
 	// of it unsent, its input is not decoded (a peer that does not read is
-	// not heard either); gnet keeps at most MaxBuffered of that input before
-	// the connection is closed the same way. Decoding resumes at the first
-	// tick after the backlog falls under a quarter of the cap. Check
+	// not heard either); once that input and the unsent output reach
+	// MaxBuffered together, the connection is closed the same way.
+	// Decoding resumes at the first tick after the backlog falls under a
+	// quarter of the cap. Check
 	// Conn.Full before writing to shed load instead. 0 means
 	// DefaultMaxBuffered (1 MiB); negative means no cap (and no pause).
 	MaxBuffered int
