@@ -382,7 +382,10 @@ func TestHubPublishSmoke(t *testing.T) {
 	for _, c := range clients {
 		c.ExpectText("hello")
 	}
-	if s := hub.Stats(); s.Delivered != 4 || s.Topics != 1 || s.Subscriptions != 4 {
+	// A loop counts its deliveries after it has written them, so the frames
+	// can reach the clients before the count reaches the stats: settle
+	// waits until the loops have released the message, after counting.
+	if s := settle(t, hub); s.Delivered != 4 || s.Topics != 1 || s.Subscriptions != 4 {
 		t.Fatalf("stats %+v", s)
 	}
 }
