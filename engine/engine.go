@@ -35,10 +35,11 @@ type Engine struct {
 	stopped  chan struct{}
 	runOnce  atomic.Bool
 
-	now    atomic.Int64 // coarse clock, ns, advanced by the ticker
-	queued atomic.Int64 // bytes of frames Send queued on every loop, not yet written
-	limits limitCounts
-	adm    admitter // admission limits (admit.go)
+	now     atomic.Int64 // coarse clock, ns, advanced by the ticker
+	queued  atomic.Int64 // bytes of frames Send queued on every loop, not yet written
+	limits  limitCounts
+	reclaim reclaimer // only the ticker goroutine touches it
+	adm     admitter  // admission limits (admit.go)
 
 	rateLimited bool // a message or byte rate limit is set: every connection has a guard
 	nextID      atomic.Uint64
@@ -281,7 +282,9 @@ func (ev *events) OnClose(gc gnet.Conn, err error) gnet.Action {
 
 func (ev *events) OnTick() (time.Duration, gnet.Action) {
 	e := ev.e
-	e.now.Store(time.Now().UnixNano())
+	now := time.Now().UnixNano()
+	e.now.Store(now)
+	e.reclaim.tick(e, now)
 	for _, l := range *e.list.Load() {
 		l.timerDue.Store(true)
 		l.ring()

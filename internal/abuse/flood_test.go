@@ -48,7 +48,8 @@ func TestFloodEcho(t *testing.T) {
 		maxGrowth    = 64 << 20              // RSS
 		maxDelay     = time.Second           // from passing the cap to the close
 		maxP99       = 50 * time.Millisecond
-		rssWait      = 5 * time.Second // how long RSS is followed after a collection
+		rssWait      = 5 * time.Second  // how long RSS is followed after a collection
+		reclaimWait  = 10 * time.Second // the engine gives memory back 3 s after the last limit close, on a tick
 		sample       = 100 * time.Millisecond
 	)
 	d := startDaemon(t, "-mode", "echo", "-pprof")
@@ -164,6 +165,14 @@ func TestFloodEcho(t *testing.T) {
 	}
 	if er.P99 >= maxP99 {
 		t.Errorf("echo p99 round trip %v during the flood, want under %v", er.P99, maxP99)
+	}
+
+	// Memory comes back by itself: once the limits have closed the
+	// flooders and a few quiet seconds passed, the engine gives memory
+	// back to the system (engine/reclaim.go), with no collection forced
+	// from outside.
+	if !rssTimeline(t, d, rssBefore, rssPeak, time.Now(), reclaimWait, tick.C) {
+		t.Errorf("RSS did not come back by itself within %v of the flood", reclaimWait)
 	}
 
 	// Memory comes back: the Go heap at once (after two collections), RSS
