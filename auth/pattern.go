@@ -8,25 +8,10 @@ import (
 	"unicode/utf8"
 )
 
-// Topic patterns.
-//
-// A pattern is one of:
-//
-//   - an exact topic name: "news" matches "news" only;
-//   - "*": every topic;
-//   - a prefix, any text followed by a final "*": "news.*" matches every
-//     topic that starts with "news.", at any depth ("news.x", "news.x.y"),
-//     but not "news" itself; "news*" also matches "newsletter". These are
-//     the semantics of the daemon's -client-publish list;
-//   - any of the above with "{sub}" standing for the user id: "user.{sub}"
-//     is "user.alice" for alice, "chat.{sub}.*" is "chat.alice." followed
-//     by anything. The user id is text, never a pattern: a "*" can only
-//     come from the pattern itself. A pattern with "{sub}" matches nothing
-//     for a user with no id.
-//
-// A pattern is at most MaxPatternBytes of printable UTF-8 with no space and
-// no comma (as a topic name), a "*" only as its last byte, and "{" and "}"
-// only in "{sub}".
+// Topic patterns (their semantics are in the package doc). A pattern is
+// at most MaxPatternBytes of printable UTF-8 with no space and no comma (as
+// a topic name), a "*" only as its last byte, and "{" and "}" only in
+// "{sub}".
 
 // MaxPatternBytes is the longest topic pattern, the daemon's longest topic.
 const MaxPatternBytes = 256
