@@ -56,20 +56,13 @@ func TestEngineEchoZeroAllocs(t *testing.T) {
 	for _, tc := range []struct{ size, depth int }{{16, 1}, {1024, 1}, {16 << 10, 1}, {16, 8}, {1024, 8}} {
 		t.Run(fmt.Sprintf("bytes=%d/pipelined=%d", tc.size, tc.depth), func(t *testing.T) {
 			c := newEchoClient(t, addr, tc.size, tc.depth)
-			for range 200 {
-				if err := c.roundTrip(); err != nil {
-					t.Fatal(err)
-				}
-			}
-			allocs := testing.AllocsPerRun(2000, func() {
+			a := wstest.Allocs(200, 2000, func() {
 				if err := c.roundTrip(); err != nil {
 					t.Fatal(err)
 				}
 			})
-			// The Go runtime's own background work (netpoll, timers, GC)
-			// can allocate now and then; anything per message shows as >= 1.
-			if allocs > 0.05 {
-				t.Fatalf("%.3f allocations per echo, want 0", allocs)
+			if a.Total != 0 {
+				t.Fatalf("%v, each run echoing %d messages; want 0:\n%s", a, tc.depth, a.Where())
 			}
 		})
 	}
