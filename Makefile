@@ -24,8 +24,10 @@ lint:
 race:
 	$(GO) test -race -shuffle=on -timeout 15m ./...
 
+# The guards are the tests named ...Allocs or ...IdleMemory: every test that
+# measures allocations or memory must be (engine/guards_test.go checks).
 guards:
-	$(GO) test -count=1 -run 'ZeroAllocs|IdleMemory' ./...
+	$(GO) test -count=1 -run 'Allocs|IdleMemory' ./...
 
 BENCH_OUT ?= $(or $(WSD_ARTIFACTS),/tmp)/bench-quick
 
