@@ -275,7 +275,7 @@ func (s *pushScript) control(t *testing.T, client string, msg map[string]string,
 type pushMsg struct {
 	binary bool
 	data   string
-	op     string // control reply: op (its "error" field must be set for op "error")
+	op     string // control reply: op (its "code" and "message" must be set for op "error")
 	topic  string
 }
 
@@ -317,13 +317,14 @@ func checkReceived(t *testing.T, name string, got pushClientResult, want []pushM
 			continue
 		}
 		var r struct {
-			Op    string `json:"op"`
-			Topic string `json:"topic"`
-			Error string `json:"error"`
+			Op      string `json:"op"`
+			Topic   string `json:"topic"`
+			Code    string `json:"code"`
+			Message string `json:"message"`
 		}
 		dec := json.NewDecoder(bytes.NewReader(g.Data))
 		dec.DisallowUnknownFields()
-		if g.Binary || dec.Decode(&r) != nil || r.Op != w.op || r.Topic != w.topic || (r.Op == "error") != (r.Error != "") {
+		if g.Binary || dec.Decode(&r) != nil || r.Op != w.op || r.Topic != w.topic || (r.Op == "error") != (r.Code != "" && r.Message != "") {
 			t.Errorf("client %s message %d: got %s, want %v", name, i, desc[i], w)
 		}
 	}
@@ -392,8 +393,8 @@ func TestPushNode(t *testing.T) {
 	add(pushReplyMsg("published", "room.x"), "pub")
 	add(pushBinary(bin2), "rx")
 	r := script.control(t, "pub", map[string]string{"op": "publish", "topic": "other", "data": "not allowed"}, "error", "other")
-	if !strings.Contains(r["error"], "not allowed") {
-		t.Errorf("publish to other: error %q", r["error"])
+	if r["code"] != "forbidden" || !strings.Contains(r["message"], "not allowed") {
+		t.Errorf("publish to other: error code %q, message %q; want forbidden, not allowed", r["code"], r["message"])
 	}
 	add(pushReplyMsg("error", "other"), "pub")
 	script.control(t, "pub", map[string]string{"op": "subscribe"}, "error", "")
