@@ -9,7 +9,18 @@ STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: test fmt vet lint race guards bench-smoke bench fuzz run
 
+# The Node.js and Chromium suites fail without their tools; a developer who
+# opts out (WSD_SKIP_NODE=1, WSD_SKIP_BROWSER=1) gets them skipped, and test
+# says so last, where it cannot be missed.
 test: fmt vet lint race guards bench-smoke
+	@skipped=""; \
+	if [ "$$WSD_SKIP_NODE" = 1 ]; then skipped="$$skipped\n***   the Node.js interop tests (internal/interop), WSD_SKIP_NODE=1"; fi; \
+	if [ "$$WSD_SKIP_BROWSER" = 1 ]; then skipped="$$skipped\n***   the Chromium browser tests (internal/browser), WSD_SKIP_BROWSER=1"; fi; \
+	if [ -n "$$skipped" ]; then \
+		printf '\n%s\n*** NOT RUN, so not tested:%b\n%s\n' \
+			'****************************************************************' "$$skipped" \
+			'****************************************************************'; \
+	fi
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -23,19 +23,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// chromium returns the browser to run, failing the test in CI when there is
-// none and skipping it elsewhere.
+// chromium returns the browser to run: without one the test fails, unless
+// WSD_SKIP_BROWSER=1 (see wstest.Tool).
 func chromium(t *testing.T) string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("chromium is not installed (CI must install Debian's chromium package)")
-	}
-	t.Skip("chromium is not installed")
-	return ""
+	t.Helper()
+	return wstest.Tool(t, "WSD_SKIP_BROWSER", "install Chromium (Debian: apt-get install chromium)",
+		"chromium", "chromium-browser", "google-chrome")
 }
 
 // The page opens a WebSocket to the daemon, runs its checks and posts the

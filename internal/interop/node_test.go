@@ -34,19 +34,12 @@ type nodeResult struct {
 	Fatal string `json:"fatal"`
 }
 
-// lookPathOrSkip finds a tool; without it the test is skipped, except in CI
-// (CI set), which must install it.
-func lookPathOrSkip(t *testing.T, name string) string {
+// nodeTool finds node or npm for the Node.js interop tests: without it they
+// fail, unless WSD_SKIP_NODE=1 (see wstest.Tool).
+func nodeTool(t *testing.T, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s is not on PATH, and CI is set: CI must install Node.js and npm (%v)", name, err)
-	}
-	t.Skipf("%s is not on PATH (%v); skipping the Node ws interop test", name, err)
-	return ""
+	return wstest.Tool(t, "WSD_SKIP_NODE",
+		"install Node.js and npm (Debian: apt-get install nodejs npm); the tests then run npm ci in internal/interop/node", name)
 }
 
 // npmInstall installs node/package-lock.json into node/node_modules unless
@@ -74,15 +67,8 @@ func npmInstall(t *testing.T, npm, dir string) {
 }
 
 func TestNodeWS(t *testing.T) {
+	node, dir := setupNode(t)
 	t.Parallel()
-	node := lookPathOrSkip(t, "node")
-	npm := lookPathOrSkip(t, "npm")
-	dir, err := filepath.Abs("node")
-	if err != nil {
-		t.Fatal(err)
-	}
-	npmInstall(t, npm, dir)
-
 	d := wstest.StartDaemon(t, "-mode", "echo")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -19,14 +19,14 @@ import (
 	"github.com/wsdproject/wsd/internal/wstest"
 )
 
-// setupNode finds node and npm (skipping the test without them, failing
-// it in CI) and installs node/node_modules if it is missing. Call it before
-// t.Parallel: the sequential phase of the package runs before any parallel
-// test, so two tests never run npm in the same directory at once.
+// setupNode finds node and npm (see nodeTool) and installs node/node_modules
+// if it is missing. Call it before t.Parallel: the sequential phase of the
+// package runs before any parallel test, so two tests never run npm in the
+// same directory at once.
 func setupNode(t *testing.T) (node, dir string) {
 	t.Helper()
-	node = lookPathOrSkip(t, "node")
-	npm := lookPathOrSkip(t, "npm")
+	node = nodeTool(t, "node")
+	npm := nodeTool(t, "npm")
 	dir, err := filepath.Abs("node")
 	if err != nil {
 		t.Fatal(err)
