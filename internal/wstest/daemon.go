@@ -113,12 +113,16 @@ func (d *Daemon) Exited() bool {
 // loopback port (and without the admin listener unless args name
 // -admin-addr), waits until it accepts TCP connections and stops it when the
 // test ends. The daemon's output is logged if the test fails.
+//
+// The daemon runs with -reuse-port=false (unless args say otherwise): with
+// SO_REUSEPORT two daemons given the same port by FreeAddr would share it,
+// and each test would talk to either; without it the second fails to start.
 func StartDaemon(t testing.TB, args ...string) *Daemon {
 	t.Helper()
 	bin := DaemonBinary(t)
 	addr := FreeAddr(t)
 	d := &Daemon{Addr: addr, out: &syncBuffer{}, done: make(chan struct{})}
-	pre := []string{"-addr", addr}
+	pre := []string{"-addr", addr, "-reuse-port=false"}
 	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(strings.TrimLeft(a, "-"), "admin-addr") }) {
 		pre = append(pre, "-admin-addr=") // no admin listener: daemons run in parallel
 	}
