@@ -300,18 +300,6 @@ func checkSingleEchoFrame(t *testing.T, frames []wireFrame, op byte, want []byte
 	}
 }
 
-// validWireCloseCode reports whether code may appear in a close frame
-// (RFC 6455 7.4.1 and 7.4.2).
-func validWireCloseCode(code int) bool {
-	switch {
-	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:
-		return true
-	case code >= 3000 && code <= 4999:
-		return true
-	}
-	return false
-}
-
 func truncate(b []byte, n int) []byte {
 	if len(b) > n {
 		return b[:n]
