@@ -246,6 +246,7 @@ var (
 	descWrites     = prometheus.NewDesc("wsd_socket_writes_total", "Write or writev calls that carried the sent frames (frames per call is the batching).", nil, nil)
 	descCloses     = prometheus.NewDesc("wsd_closes_total", "Connections ended, by close code (1006: without a close handshake; 3xxx, 4xxx, other: codes RFC 6455 does not define).", []string{"code"}, nil)
 	descPublished  = prometheus.NewDesc("wsd_published_total", "Publish calls.", nil, nil)
+	descCompressed = prometheus.NewDesc("wsd_published_compressed_total", "Publishes compressed (permessage-deflate), once each for all the subscribers that negotiated it.", nil, nil)
 	descDelivered  = prometheus.NewDesc("wsd_delivered_total", "Broadcast frames handed to sockets.", nil, nil)
 	descDropped    = prometheus.NewDesc("wsd_dropped_total", "Broadcast frames skipped for slow consumers.", nil, nil)
 	descSlowClosed = prometheus.NewDesc("wsd_slow_closed_total", "Connections closed as slow consumers.", nil, nil)
@@ -263,7 +264,7 @@ var (
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descConns, descUpgrades, descMsgsIn, descBytesIn, descFramesOut, descBytesOut, descWrites, descCloses,
-		descPublished, descDelivered, descDropped, descSlowClosed, descTopics, descSubs,
+		descPublished, descCompressed, descDelivered, descDropped, descSlowClosed, descTopics, descSubs,
 		descClosed, descRateDropped, descUnsent, descOverloaded, descRejected, descIPTableFull,
 	} {
 		ch <- d
@@ -301,6 +302,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	if m.a.hub != nil {
 		h = m.a.hub.Stats()
 		counter(descPublished, h.Published)
+		counter(descCompressed, h.Compressed)
 		counter(descDelivered, h.Delivered)
 		counter(descDropped, h.Dropped)
 		counter(descSlowClosed, h.SlowClosed)

@@ -385,7 +385,7 @@ func TestAdminMetrics(t *testing.T) {
 			name:  "zero",
 			stats: engine.Stats{},
 			want: map[string]string{
-				"wsd_connections": "0", "wsd_upgrades_total": "0", "wsd_published_total": "0",
+				"wsd_connections": "0", "wsd_upgrades_total": "0", "wsd_published_total": "0", "wsd_published_compressed_total": "0",
 				"wsd_topics": "0", "wsd_subscriptions": "0",
 				// The series of the limits exist from the start.
 				`wsd_closed_total{reason="backpressure"}`: "0", `wsd_closed_total{reason="write_timeout"}`: "0",
@@ -442,7 +442,7 @@ func TestAdminMetrics(t *testing.T) {
 	wantTypes := map[string]string{
 		"wsd_connections": "gauge", "wsd_upgrades_total": "counter", "wsd_messages_received_total": "counter",
 		"wsd_received_bytes_total": "counter", "wsd_frames_sent_total": "counter", "wsd_sent_bytes_total": "counter",
-		"wsd_published_total": "counter", "wsd_delivered_total": "counter", "wsd_dropped_total": "counter",
+		"wsd_published_total": "counter", "wsd_published_compressed_total": "counter", "wsd_delivered_total": "counter", "wsd_dropped_total": "counter",
 		"wsd_slow_closed_total": "counter", "wsd_topics": "gauge", "wsd_subscriptions": "gauge",
 		"wsd_closed_total": "counter", "wsd_rejected_total": "counter", "wsd_rate_dropped_total": "counter",
 		"wsd_unsent_bytes": "gauge", "wsd_publish_overloaded_total": "counter", "wsd_ip_table_full_total": "counter",

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wsdproject/wsd/codec"
 	"github.com/wsdproject/wsd/engine"
 )
 
@@ -63,6 +64,13 @@ type config struct {
 	Pprof               bool
 	LogLevel            string
 	LogFormat           string
+
+	// permessage-deflate. Unlike a limit, -compression-threshold 0 is not
+	// off: it compresses every message (-compression false is off).
+	Compression                      bool
+	CompressionLevel                 int
+	CompressionThreshold             int64 // fits an int
+	CompressionClientContextTakeover bool
 
 	// from records where each setting that was given came from, by flag
 	// name, for the errors about relations between settings.
@@ -119,6 +127,12 @@ func newFlagSet(c *config) *flag.FlagSet {
 	duration(&c.CloseTimeout, "close-timeout", 5*time.Second, "wait this long for the peer's close frame after sending ours (0: close TCP at once)")
 	list(&c.Origins, "origins", "", nil, "allowed Origin values, comma-separated (empty: any)")
 	list(&c.Subprotocols, "subprotocols", "", eachItem(checkToken), "supported subprotocols, comma-separated, in preference order")
+	boolean(&c.Compression, "compression", true, "permessage-deflate (RFC 7692) for clients that offer it, as browsers do; false declines every offer")
+	integer(&intValue{p: &c.CompressionLevel, kind: "compression level", want: "want 1 (fastest) to 9 (smallest)", ok: func(n int) bool { return n >= 1 && n <= 9 }},
+		"compression-level", codec.DefaultCompressionLevel, "deflate level, 1 (fastest) to 9 (smallest output, most CPU)")
+	size(&c.CompressionThreshold, "compression-threshold", engine.DefaultCompressionThreshold, 0, math.MaxInt,
+		"messages (and publishes) shorter than this are sent uncompressed, and a compressed one only when smaller; 0 tries every message (it is not off: that is -compression=false)")
+	boolean(&c.CompressionClientContextTakeover, "compression-client-context-takeover", false, "let clients compress each message with the ones before it: a window of up to 32KiB per such connection, kept for its life")
 	boolean(&c.SkipSender, "skip-sender", false, "chat: do not send a message back to its sender")
 	list(&c.ClientPublish, "client-publish", "", nil, `push: topics clients may publish to, comma-separated ("*" all, "news.*" a prefix)`)
 	size(&c.MaxBuffered, "max-buffered", 1<<20, 0, math.MaxInt, "bytes waiting to be sent to one connection: a write that finds this many unsent closes it with -backpressure-code, a broadcast follows -slow-policy; input is not read on while over half of it")

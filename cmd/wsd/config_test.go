@@ -336,7 +336,9 @@ func TestConfigUsage(t *testing.T) {
 	})
 	for _, want := range []string{"-ping-interval duration (default 20s)", "-max-message-size size (default 16MiB)", "-addr list (default 127.0.0.1:8080)", "WSD_PING_INTERVAL",
 		"-max-buffered size (default 1MiB)", "-max-msg-rate rate (default 0)", "-max-subscriptions int (default 256)",
-		"-max-buffered-total size (default " + formatSize(engine.DefaultMaxBufferedTotal()) + ")", "-backpressure-code int (default 1008)"} {
+		"-max-buffered-total size (default " + formatSize(engine.DefaultMaxBufferedTotal()) + ")", "-backpressure-code int (default 1008)",
+		"-compression (default true)", "-compression-level int (default 1)", "-compression-threshold size (default 256)",
+		"-compression-client-context-takeover (default false)"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("usage does not show %q:\n%s", want, b.String())
 		}
@@ -421,6 +423,9 @@ func TestConfigLimitDefaults(t *testing.T) {
 		{"broadcast CloseCode", h.CloseCode, codec.StatusPolicyViolation},
 		{"broadcast MaxSubscriptions", h.MaxSubscriptions, 256},
 		{"broadcast MaxQueued", h.MaxQueued, int64(64 << 20)},
+		{"Compression", o.Compression, engine.Compression{Level: 1, Threshold: 256}},
+		{"broadcast CompressThreshold", h.CompressThreshold, 256},
+		{"broadcast CompressLevel", h.CompressLevel, 1},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -429,8 +434,8 @@ func TestConfigLimitDefaults(t *testing.T) {
 	}
 }
 
-// TestConfigLimits sets each limit from each source (flag, environment,
-// config file) and checks the value the engine or the hub gets, or, for a
+// TestConfigLimits sets each limit, and each compression setting, from
+// each source (flag, environment, config file) and checks the value the engine or the hub gets, or, for a
 // value wsd refuses, the error, which names the setting as it was given.
 func TestConfigLimits(t *testing.T) {
 	type opts struct {
@@ -527,6 +532,28 @@ func TestConfigLimits(t *testing.T) {
 		{flag: "max-queued", text: "1MiB", get: func(o opts) any { return o.h.MaxQueued }, want: int64(1 << 20)},
 		{flag: "max-queued", text: "0", get: func(o opts) any { return o.h.MaxQueued }, want: int64(-1)},
 		{flag: "max-queued", text: "-1", kind: "size", why: sizeWant},
+
+		{flag: "compression", text: "off", get: func(o opts) any { return o.e.Compression.Off }, want: true},
+		{flag: "compression", text: "false", get: func(o opts) any { return o.h.CompressThreshold }, want: -1},
+		{flag: "compression", text: "on", get: func(o opts) any { return o.e.Compression.Off }, want: false},
+		{flag: "compression", text: "deflate", kind: "boolean", why: "want true or false (or yes/no, on/off, 1/0)"},
+
+		{flag: "compression-level", text: "9", get: func(o opts) any { return o.e.Compression.Level }, want: 9},
+		{flag: "compression-level", text: "6", get: func(o opts) any { return o.h.CompressLevel }, want: 6},
+		{flag: "compression-level", text: "0", kind: "compression level", why: "want 1 (fastest) to 9 (smallest)"},
+		{flag: "compression-level", text: "10", kind: "compression level", why: "want 1 (fastest) to 9 (smallest)"},
+		{flag: "compression-level", text: "best", kind: "compression level", why: "want 1 (fastest) to 9 (smallest)"},
+
+		{flag: "compression-threshold", text: "1KiB", get: func(o opts) any { return o.e.Compression.Threshold }, want: 1024},
+		{flag: "compression-threshold", text: "1KiB", get: func(o opts) any { return o.h.CompressThreshold }, want: 1024},
+		// 0 is every message, not off: -1 for the engine, 1 for the hub.
+		{flag: "compression-threshold", text: "0", get: func(o opts) any { return o.e.Compression.Threshold }, want: -1},
+		{flag: "compression-threshold", text: "0", get: func(o opts) any { return o.h.CompressThreshold }, want: 1},
+		{flag: "compression-threshold", text: "1", get: func(o opts) any { return o.h.CompressThreshold }, want: 1},
+		{flag: "compression-threshold", text: "-1", kind: "size", why: sizeWant},
+
+		{flag: "compression-client-context-takeover", text: "yes", get: func(o opts) any { return o.e.Compression.ClientContextTakeover }, want: true},
+		{flag: "compression-client-context-takeover", text: "0", get: func(o opts) any { return o.e.Compression.ClientContextTakeover }, want: false},
 	}
 	for _, tc := range cases {
 		key, env := strings.ReplaceAll(tc.flag, "-", "_"), envName(tc.flag)
@@ -536,7 +563,7 @@ func TestConfigLimits(t *testing.T) {
 			file      string // content of c.yaml
 			errText   string // the error for a refused text
 		}{
-			{"flag", []string{"-" + tc.flag, tc.text}, nil, "",
+			{"flag", []string{"-" + tc.flag + "=" + tc.text}, nil, "", // "=" for the booleans
 				fmt.Sprintf("-%s: invalid %s %q: %s", tc.flag, tc.kind, tc.text, tc.why)},
 			{"env", nil, []string{env + "=" + tc.text}, "",
 				fmt.Sprintf("-%s: invalid %s %q (from %s): %s", tc.flag, tc.kind, tc.text, env, tc.why)},

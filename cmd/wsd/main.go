@@ -184,8 +184,24 @@ func engineOptions(cfg *config, log *zap.Logger) engine.Options {
 		HandshakeBurstPerIP: cfg.HandshakeBurstPerIP,
 		AllowedOrigins:      splitList(cfg.Origins),
 		Subprotocols:        splitList(cfg.Subprotocols),
-		Logger:              log,
+		Compression: engine.Compression{
+			Off:                   !cfg.Compression,
+			Level:                 cfg.CompressionLevel,
+			Threshold:             compressionThreshold(cfg),
+			ClientContextTakeover: cfg.CompressionClientContextTakeover,
+		},
+		Logger: log,
 	}
+}
+
+// compressionThreshold maps -compression-threshold onto
+// engine.Compression.Threshold: the daemon's 0 tries every message, which
+// engine.Compression spells -1 (its 0 is the default, 256).
+func compressionThreshold(cfg *config) int {
+	if cfg.CompressionThreshold == 0 {
+		return -1
+	}
+	return int(cfg.CompressionThreshold)
 }
 
 // offIfZero maps the daemon's 0 ("off") to the -1 that means off in
@@ -207,6 +223,16 @@ func hubOptions(cfg *config) broadcast.Options {
 		CloseCode:        codec.StatusCode(cfg.SlowCloseCode),
 		MaxSubscriptions: offIfZero(cfg.MaxSubscriptions),
 		MaxQueued:        offIfZero(cfg.MaxQueued),
+		// A publish is compressed once, with the settings of the engine's
+		// writes, for the subscribers that negotiated permessage-deflate.
+		// The hub reads a negative threshold as "never", so the daemon's 0
+		// (every message) is 1 there: an empty message never compresses
+		// smaller anyway.
+		CompressThreshold: max(1, int(cfg.CompressionThreshold)),
+		CompressLevel:     cfg.CompressionLevel,
+	}
+	if !cfg.Compression {
+		o.CompressThreshold = -1 // no subscriber has it; the hub need not look
 	}
 	if cfg.SlowPolicy == "close" {
 		o.Policy = broadcast.Close
