@@ -72,8 +72,8 @@ type AbuseConfig struct {
 	Bounds [NumAbuses]time.Duration `json:"bounds"`
 	// MaxMessageSize is the server's limit: oversized messages exceed it.
 	MaxMessageSize int `json:"max_message_size"`
-	// Pause separates two attempts of the quick abuses (garbage, oversized);
-	// ChurnEvery separates two churn connections.
+	// Pause separates two attempts of an abuse in its slot (there is one
+	// flood a slot); ChurnEvery separates two churn connections.
 	Pause      time.Duration `json:"pause"`
 	ChurnEvery time.Duration `json:"churn_every"`
 	// NonReadingPath and ChurnPath are the upgrade paths (with their
@@ -244,10 +244,10 @@ func (a *abuser) run(start time.Time) {
 			continue
 		}
 		switch kind {
-		case Flood, NonReading, Slowloris: // one attempt a slot: each may take most of it
+		case Flood: // one a slot: each flood costs the server a burst of CPU
 			a.attempt(kind, slotEnd)
 			a.sleepUntil(slotEnd)
-		default:
+		default: // again and again until the slot ends
 			for time.Now().Before(slotEnd) && !a.stopped() {
 				a.attempt(kind, slotEnd)
 				pause := a.cfg.Pause
@@ -341,7 +341,7 @@ func (a *abuser) limit(kind int, start, slotEnd time.Time) (time.Time, string) {
 // at the clock and at stop again.
 const step = 200 * time.Millisecond
 
-const dialTimeout = 5 * time.Second
+const dialTimeout = 10 * time.Second // as the well-behaved clients' Dial
 
 // flood upgrades, then writes publish messages as fast as the socket takes
 // them and reads nothing, until the server ends the connection.
@@ -376,9 +376,11 @@ func (a *abuser) flood(slotEnd time.Time) (string, time.Duration) {
 }
 
 // nonReading upgrades with a small receive buffer on busy topics and never
-// reads; once a second it writes a ping, which is how it learns that the
-// server ended the connection (the server's FIN cannot reach a full
-// window, its reset to the ping can).
+// reads; once a second it writes an unsolicited pong (RFC 6455 5.5.3: the
+// server answers nothing, and does not ping a client it hears from), which
+// is how it learns that the server ended the connection: the server's FIN
+// cannot reach a full window, its reset to the pong can. What closes it is
+// then up to the server's limits on what it holds for the client.
 func (a *abuser) nonReading(slotEnd time.Time) (string, time.Duration) {
 	start := time.Now()
 	fd, rest, err := dialUpgrade(a.src, a.addr, a.cfg.NonReadingPath, dialTimeout, 4096)
@@ -387,9 +389,9 @@ func (a *abuser) nonReading(slotEnd time.Time) (string, time.Duration) {
 	}
 	defer unix.Close(fd)
 	setTimeouts(fd, step)
-	ping := ClientFrame(0x9, []byte("still here"))
+	pong := ClientFrame(0xA, []byte("still here"))
 	end, late := a.limit(NonReading, start, slotEnd)
-	var pend []byte // the rest of a ping the socket did not take
+	var pend []byte // the rest of a pong the socket did not take
 	for next := start; ; {
 		if a.stopped() {
 			return OutCut, time.Since(start)
@@ -399,7 +401,7 @@ func (a *abuser) nonReading(slotEnd time.Time) (string, time.Duration) {
 		}
 		if time.Now().After(next) {
 			next = next.Add(time.Second)
-			pend = append(pend, ping...)
+			pend = append(pend, pong...)
 		}
 		if len(pend) > 0 {
 			n, err := unix.Write(fd, pend)
