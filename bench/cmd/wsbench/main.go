@@ -2,6 +2,7 @@
 // goroutine-per-connection WebSocket servers. See bench/README.md.
 //
 //	wsbench run [-quick] [-servers wsd,gorilla,gobwas,gws,nbio] [-out results]
+//	wsbench run -scenarios soak [-soak-quick | -soak-duration 10m -conns 15000]
 //
 // "wsbench worker" is the load-generator process it starts itself.
 package main
@@ -14,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -49,8 +51,8 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("wsbench run", flag.ContinueOnError)
 	var (
 		servers   = fs.String("servers", "wsd,gorilla,gobwas,gws,nbio", "servers to compare, run interleaved")
-		scenarios = fs.String("scenarios", "connect,idle,echo,broadcast", "scenarios")
-		conns     = fs.String("conns", "1000,5000,15000", "connection counts")
+		scenarios = fs.String("scenarios", "connect,idle,echo,broadcast", "scenarios: connect, idle, echo, broadcast, and soak (wsd alone, run once; not in the default list)")
+		conns     = fs.String("conns", "1000,5000,15000", "connection counts (soak: the largest; 15000 when not set)")
 		sizes     = fs.String("sizes", "32,1024", "payload sizes for echo and broadcast")
 		rounds    = fs.Int("rounds", 3, "rounds (medians are reported)")
 		quick     = fs.Bool("quick", false, "smoke test: 200 connections, 32 B, 1 round, short phases")
@@ -63,12 +65,37 @@ func run(args []string) error {
 		bRates    = fs.String("broadcast-rates", "20000,200000", "broadcast: delivered frames per second aimed at, one run each (publish rate = this / connections): one that every server sustains, one that saturates a core")
 		bFor      = fs.Duration("broadcast-duration", 5*time.Second, "broadcast: publishing time")
 		profile   = fs.String("profile", "", "save CPU profiles of wsd's echo and broadcast phases in this directory")
+		wsdRev    = fs.String("wsd-rev", "", "build wsd from this git revision (e.g. HEAD) instead of the working tree")
+		soakFor   = fs.Duration("soak-duration", 10*time.Minute, "soak: length of the run")
+		soakQuick = fs.Bool("soak-quick", false, "soak for CI: 2000 connections for 30 s (-quick does not change the soak)")
+		soakAbuse = fs.Float64("soak-abusers", 0.01, "soak: share of the connections that are abusive clients")
+		soakRate  = fs.Float64("soak-rate", 10000, "soak: frames per second the well-behaved clients get together, half from their rooms, half from news")
+		soakRoom  = fs.Int("soak-room", 25, "soak: well-behaved clients per room")
+		soakFlat  = fs.Float64("soak-flat", 0.05, "soak: RSS, Go heap and goroutines after the warm-up must stay within this share of their median (goroutines: or 5)")
+		soakWarm  = fs.Float64("soak-warmup", 0.2, "soak: share of the run before goroutines are judged; memory also waits for one whole abuse cycle")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	connsSet := false
+	fs.Visit(func(f *flag.Flag) { connsSet = connsSet || f.Name == "conns" })
+	var sp *soakPlan
+	var others []string
+	for _, s := range strings.Split(*scenarios, ",") {
+		if s == "soak" {
+			sp = &soakPlan{conns: 15000, duration: *soakFor, abusers: *soakAbuse, rate: *soakRate, room: *soakRoom, tolerance: *soakFlat, warmup: *soakWarm}
+			if connsSet {
+				sp.conns = slices.Max(append(splitInts(*conns), 1))
+			}
+			if *soakQuick {
+				sp.conns, sp.duration = 2000, 30*time.Second
+			}
+			continue
+		}
+		others = append(others, s)
+	}
 	p := &plan{
-		scenarios: strings.Split(*scenarios, ","), conns: splitInts(*conns), sizes: splitInts(*sizes), rounds: *rounds,
+		scenarios: others, conns: splitInts(*conns), sizes: splitInts(*sizes), rounds: *rounds,
 		echoFor: *echoFor, echoDepths: splitInts(*eDepths), idleFor: *idleFor, bcastRates: splitInts(*bRates), bcastFor: *bFor,
 		serverCPU: *serverCPU, clientCPU: *clientCPU, perWorker: 7500, sourceBase: 2, dialParallel: 32, profileDir: *profile,
 	}
@@ -80,17 +107,24 @@ func run(args []string) error {
 		p.serverCPU, p.clientCPU = "", ""
 	}
 	names := strings.Split(*servers, ",")
+	if len(others) == 0 {
+		names = nil // the soak alone: wsd only
+	}
+	toBuild := names
+	if sp != nil && !slices.Contains(names, "wsd") {
+		toBuild = append(toBuild, "wsd")
+	}
 	binDir, err := os.MkdirTemp("", "wsbench-bin-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(binDir)
 	bins := map[string]string{}
-	for _, name := range names {
+	for _, name := range toBuild {
 		if _, ok := specs[name]; !ok {
 			return fmt.Errorf("unknown server %q", name)
 		}
-		bin, err := build(name, binDir)
+		bin, err := build(name, binDir, *wsdRev)
 		if err != nil {
 			return err
 		}
@@ -117,6 +151,13 @@ func run(args []string) error {
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
 	}
+	var soakErr error
+	if sp != nil {
+		soakErr = soak(p, *sp, bins["wsd"], *out, describeWsd(*wsdRev))
+	}
+	if len(others) == 0 {
+		return soakErr
+	}
 	meta := machineFacts(p, time.Since(started), os.Args)
 	b, _ := json.MarshalIndent(map[string]any{"machine": meta, "runs": runs}, "", "  ")
 	if err := os.WriteFile(filepath.Join(*out, "results.json"), b, 0o644); err != nil {
@@ -132,7 +173,41 @@ func run(args []string) error {
 			return fmt.Errorf("%s %s n=%d: %s", r.Server, r.Scenario, r.Conns, r.Err)
 		}
 	}
+	return soakErr
+}
+
+// soak runs the soak scenario and writes soak.json, soak.md and its charts
+// into out. It fails if any check failed.
+func soak(p *plan, sp soakPlan, bin, out, wsd string) error {
+	started := time.Now()
+	fmt.Fprintf(os.Stderr, "soak: %d connections for %v, wsd %s\n", sp.conns, sp.duration, wsd)
+	r := runSoak(p, sp, bin)
+	meta := machineFacts(p, time.Since(started), os.Args)
+	meta["rounds"] = 1
+	meta["wsd"] = wsd
+	b, _ := json.MarshalIndent(map[string]any{"machine": meta, "soak": r}, "", " ")
+	if err := os.WriteFile(filepath.Join(out, "soak.json"), b, 0o644); err != nil {
+		return err
+	}
+	md, err := writeSoakReport(out, meta, r)
+	if err != nil {
+		return err
+	}
+	fmt.Print(md)
+	if !r.OK {
+		return fmt.Errorf("soak failed: %s", strings.Join(r.Failures, "; "))
+	}
 	return nil
+}
+
+// writeSoakReport writes soak.md and the soak's charts into dir.
+func writeSoakReport(dir string, meta map[string]any, r SoakRun) (string, error) {
+	files, err := soakCharts(r, dir)
+	if err != nil {
+		return "", fmt.Errorf("charts: %w", err)
+	}
+	md := soakReport(meta, r, files)
+	return md, os.WriteFile(filepath.Join(dir, "soak.md"), []byte(md), 0o644)
 }
 
 // sizesFor: payload size matters only for echo and broadcast.
@@ -155,18 +230,78 @@ func loadsFor(scenario string, p *plan) []int {
 }
 
 // build compiles a server into dir. wsd comes from the parent module.
-func build(name, dir string) (string, error) {
+// A wsdRev that is not empty names the git revision wsd is built from
+// (exported into dir first) instead of the working tree.
+func build(name, dir, wsdRev string) (string, error) {
 	out := filepath.Join(dir, name)
 	cmd := exec.Command("go", "build", "-o", out, "./servers/"+name)
 	cmd.Dir = moduleDir()
 	if name == "wsd" { // built by its own module, as users build it
 		cmd = exec.Command("go", "build", "-o", out, "./cmd/wsd")
 		cmd.Dir = filepath.Dir(moduleDir())
+		if wsdRev != "" {
+			src, err := exportRev(cmd.Dir, wsdRev, dir)
+			if err != nil {
+				return "", err
+			}
+			cmd.Dir = src
+		}
 	}
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("building %s: %v\n%s", name, err, b)
 	}
 	return out, nil
+}
+
+// exportRev writes the files of git revision rev of the repository at repo
+// into a new directory under dir, and returns it.
+func exportRev(repo, rev, dir string) (string, error) {
+	src, err := os.MkdirTemp(dir, "src-")
+	if err != nil {
+		return "", err
+	}
+	archive := exec.Command("git", "archive", "--format=tar", rev)
+	archive.Dir = repo
+	untar := exec.Command("tar", "-x", "-C", src)
+	pipe, err := archive.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	untar.Stdin = pipe
+	var stderr strings.Builder
+	archive.Stderr = &stderr
+	if err := untar.Start(); err != nil {
+		return "", err
+	}
+	if err := archive.Run(); err != nil {
+		_ = untar.Wait()
+		return "", fmt.Errorf("git archive %s: %v: %s", rev, err, stderr.String())
+	}
+	if err := untar.Wait(); err != nil {
+		return "", fmt.Errorf("extracting %s: %v", rev, err)
+	}
+	return src, nil
+}
+
+// describeWsd names the wsd that is measured: the commit, and whether the
+// working tree had changes (when it is built from the working tree).
+func describeWsd(wsdRev string) string {
+	repo := filepath.Dir(moduleDir())
+	rev := wsdRev
+	if rev == "" {
+		rev = "HEAD"
+	}
+	out, err := exec.Command("git", "-C", repo, "rev-parse", "--short", rev).Output()
+	if err != nil {
+		return "unknown"
+	}
+	desc := strings.TrimSpace(string(out))
+	if wsdRev == "" {
+		if st, err := exec.Command("git", "-C", repo, "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench").Output(); err == nil && len(st) > 0 {
+			desc += " with uncommitted changes"
+		}
+	}
+	return desc
 }
 
 // moduleDir finds the bench module: the working directory or a parent.
@@ -205,14 +340,34 @@ func writeReport(dir string, meta map[string]any, runs []Run, servers []string) 
 	return md, os.WriteFile(filepath.Join(dir, "results.md"), []byte(md), 0o644)
 }
 
-// rereport rebuilds results.md and the charts from results.json.
+// rereport rebuilds results.md and the charts from results.json, and
+// soak.md and its charts from soak.json, whichever are there.
 func rereport(args []string) error {
 	fs := flag.NewFlagSet("wsbench report", flag.ContinueOnError)
-	dir := fs.String("dir", "results", "directory holding results.json")
+	dir := fs.String("dir", "results", "directory holding results.json or soak.json")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	found := false
+	if b, err := os.ReadFile(filepath.Join(*dir, "soak.json")); err == nil {
+		found = true
+		var data struct {
+			Machine map[string]any `json:"machine"`
+			Soak    SoakRun        `json:"soak"`
+		}
+		if err := json.Unmarshal(b, &data); err != nil {
+			return err
+		}
+		md, err := writeSoakReport(*dir, data.Machine, data.Soak)
+		if err != nil {
+			return err
+		}
+		fmt.Print(md)
+	}
 	b, err := os.ReadFile(filepath.Join(*dir, "results.json"))
+	if os.IsNotExist(err) && found {
+		return nil
+	}
 	if err != nil {
 		return err
 	}

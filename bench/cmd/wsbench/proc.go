@@ -120,8 +120,12 @@ func (s *server) stop() {
 func (s *server) pid() int { return s.cmd.Process.Pid }
 
 // cpuSeconds returns the user+system CPU time the server has used.
-func (s *server) cpuSeconds() float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.pid()))
+func (s *server) cpuSeconds() float64 { return procCPU(s.pid()) }
+
+// procCPU returns the user+system CPU time process pid has used, in
+// seconds (0 when it cannot be read).
+func procCPU(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
 	}
@@ -252,4 +256,26 @@ func kernelMemory() int64 {
 		}
 	}
 	return slab + pages*int64(os.Getpagesize())
+}
+
+// machineBusy returns the CPU time all CPUs have spent busy (neither idle
+// nor waiting for I/O) since boot, in seconds.
+func machineBusy() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0
+	}
+	var busy float64
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseFloat(v, 64)
+		if i != 3 && i != 4 && i < 8 { // not idle, not iowait; guest time is in user already
+			busy += n
+		}
+	}
+	return busy / 100 // USER_HZ
 }

@@ -88,20 +88,25 @@ type workerProc struct {
 // startWorkers starts enough workers for n connections, sends them their
 // jobs and waits until every connection is open.
 func startWorkers(p *plan, job loadgen.Job, n int) ([]*workerProc, loadgen.Result, error) {
+	count := (n + p.perWorker - 1) / p.perWorker
+	return startWorkersWith(p, job, count, func(i int, j *loadgen.Job) {
+		j.Conns = n/count + btoi(i < n%count)
+	})
+}
+
+// startWorkersWith starts count workers, sends each the job as set for it
+// by setJob (which must set Conns), and waits until every connection is
+// open.
+func startWorkersWith(p *plan, job loadgen.Job, count int, setJob func(i int, j *loadgen.Job)) ([]*workerProc, loadgen.Result, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, loadgen.Result{}, err
 	}
-	count := (n + p.perWorker - 1) / p.perWorker
 	var (
 		ws  []*workerProc
 		agg loadgen.Result
 	)
 	for i := range count {
-		share := n / count
-		if i < n%count {
-			share++
-		}
 		args := []string{self, "worker"}
 		if p.clientCPU != "" {
 			args = append([]string{"taskset", "-c", p.clientCPU}, args...)
@@ -117,7 +122,7 @@ func startWorkers(p *plan, job loadgen.Job, n int) ([]*workerProc, loadgen.Resul
 		w.out.Buffer(make([]byte, 4<<20), 4<<20)
 		ws = append(ws, w)
 		j := job
-		j.Conns = share
+		setJob(i, &j)
 		j.Sources = nil
 		for k := range 4 { // four source addresses per worker
 			j.Sources = append(j.Sources, fmt.Sprintf("127.0.0.%d", p.sourceBase+i*4+k))
