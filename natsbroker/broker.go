@@ -211,8 +211,8 @@ func (b *Broker) publishLocked(m *broadcast.BrokerMessage, gen uint64) error {
 	}
 	body := appendPublication(p.body[:0], b.instance, p.seq, m)
 	body = append(body, m.Payload...)
-	if cap(body) <= 64<<10 {
-		p.body = body[:0] // keep a small scratch buffer, not the largest message ever sent
+	if cap(body) <= maxScratch {
+		p.body = body[:0] // keep the scratch buffer, unless a huge message grew it
 	}
 	for _, t := range m.Topics {
 		p.subj = appendTopicSubject(p.subj[:0], b.opts.Prefix, t)
@@ -226,6 +226,10 @@ func (b *Broker) publishLocked(m *broadcast.BrokerMessage, gen uint64) error {
 	}
 	return nil
 }
+
+// maxScratch is the largest publish buffer kept for the next publish:
+// NATS's default max_payload.
+const maxScratch = 1 << 20
 
 // publishError wraps an error of nats.Conn.Publish.
 func publishError(err error) error {
