@@ -447,7 +447,7 @@ type Stats struct {
 	broadcast.BrokerStatus
 	Delivered     int64 // publications handed to the hub
 	Duplicates    int64 // extra copies of multi-topic publications dropped
-	Malformed     int64 // messages on topic subjects that were not publications
+	Malformed     int64 // messages of wsd's subjects that could not be read
 	SlowConsumer  int64 // times received publications were dropped because ReceiveBuffer was full
 	Subscriptions int   // topic subjects subscribed to
 	Pending       int   // Interest changes not yet applied

@@ -85,7 +85,7 @@ type Options struct {
 	// has no deadline. 0 means DefaultRequestTimeout.
 	RequestTimeout time.Duration
 	// ReceiveBuffer is how many received publications may wait for the
-	// hub. Past it NATS drops them (counted in Stats.SlowConsumer). The
+	// hub. Past it nats.go drops them (counted in Stats.SlowConsumer). The
 	// hub takes each in microseconds, so only a stalled process fills it.
 	// 0 means DefaultReceiveBuffer.
 	ReceiveBuffer int

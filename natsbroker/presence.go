@@ -78,7 +78,7 @@ func (b *Broker) PresenceChanged() {
 }
 
 // Nodes returns the ids of the nodes this one has heard from within
-// their last expireBeats heartbeats, itself included, sorted. Any
+// three of their heartbeat intervals, itself included, sorted. Any
 // goroutine.
 func (b *Broker) Nodes() []string {
 	now := time.Now()
