@@ -31,17 +31,27 @@ type SoakJob struct {
 
 // SoakStats are a soak worker's counts so far.
 type SoakStats struct {
-	Messages   uint64 `json:"messages"`   // room, news and bulk messages the well-behaved clients got
-	Lost       uint64 `json:"lost"`       // missing from a publisher's sequence
-	Reordered  uint64 `json:"reordered"`  // older than, or the same as, one already seen
-	Unexpected uint64 `json:"unexpected"` // messages a well-behaved client should not get
-	Errors     uint64 `json:"errors"`     // error answers to their publishes
-	Published  uint64 `json:"published"`  // room publishes sent
-	Acks       uint64 `json:"acks"`       // answers {"op":"published"}
-	Closed     int    `json:"closed"`     // well-behaved connections the server closed
+	Messages uint64 `json:"messages"` // room, news and bulk messages the well-behaved clients got
+	Lost     uint64 `json:"lost"`     // missing from a publisher's sequence
+	// LostBy splits Lost by topic: room messages, news, bulk.
+	LostBy     [numTopics]uint64 `json:"lost_by"`
+	Reordered  uint64            `json:"reordered"`  // older than, or the same as, one already seen
+	Unexpected uint64            `json:"unexpected"` // messages a well-behaved client should not get
+	Errors     uint64            `json:"errors"`     // error answers to their publishes
+	Published  uint64            `json:"published"`  // room publishes sent
+	Acks       uint64            `json:"acks"`       // answers {"op":"published"}
+	Closed     int               `json:"closed"`     // well-behaved connections the server closed
 	// Abuse counts the abusive attempts that ended: case -> outcome -> n.
 	Abuse map[string]map[string]uint64 `json:"abuse"`
 }
+
+// The kinds of topic a well-behaved client follows, for SoakStats.LostBy.
+const (
+	topicRoom = iota
+	topicNews
+	topicBulk
+	numTopics
+)
 
 // SoakResult is a soak worker's final report.
 type SoakResult struct {
@@ -168,7 +178,7 @@ func (w *worker) soakRun(sc *bufio.Scanner, enc *json.Encoder) (stdinDone bool, 
 		}
 		if end != nil && now.Sub(lastCheck) >= 100*time.Millisecond {
 			lastCheck = now
-			if now.After(drainUntil) || s.missing(*end) == 0 {
+			if now.After(drainUntil) || s.missing(*end) == [numTopics]uint64{} {
 				select {
 				case <-stop:
 				default:
@@ -180,8 +190,12 @@ func (w *worker) soakRun(sc *bufio.Scanner, enc *json.Encoder) (stdinDone bool, 
 	waitGroup(&abusers, 10*time.Second)
 
 	res := Result{Connected: len(s.conns), RunNs: time.Since(start).Nanoseconds()}
-	sr := &SoakResult{Drained: s.missing(*end) == 0}
-	s.stats.Lost += s.missing(*end)
+	missing := s.missing(*end)
+	sr := &SoakResult{Drained: missing == [numTopics]uint64{}}
+	for t, n := range missing {
+		s.stats.LostBy[t] += n
+		s.stats.Lost += n
+	}
 	sr.SoakStats = s.snapshot()
 	sr.AbuseTimes = s.abuse.Times()
 	sr.AbuseErrors = s.abuse.Errors()
@@ -238,23 +252,22 @@ func (s *soak) publish(p *Poller, elapsed time.Duration) {
 	}
 }
 
-// missing counts the messages the well-behaved clients still lack: from
-// each member of their room, and of the news and bulk topics.
-func (s *soak) missing(end SoakEnd) uint64 {
-	var n uint64
+// missing counts the messages the well-behaved clients still lack, by
+// topic: from each member of their room, and of the news and bulk topics.
+func (s *soak) missing(end SoakEnd) (n [numTopics]uint64) {
 	rs := s.job.RoomSize
 	for i := range s.conns {
 		first := i / rs * rs
 		for m := 0; m < rs && first+m < len(s.conns); m++ {
 			if want, got := s.sent[first+m], s.roomSeen[i*rs+m]; want > got {
-				n += want - got
+				n[topicRoom] += want - got
 			}
 		}
 		if end.News > s.newsSeen[i] {
-			n += end.News - s.newsSeen[i]
+			n[topicNews] += end.News - s.newsSeen[i]
 		}
 		if s.job.BulkEvery > 0 && i%s.job.BulkEvery == 0 && end.Bulk > s.bulkSeen[i] {
-			n += end.Bulk - s.bulkSeen[i]
+			n[topicBulk] += end.Bulk - s.bulkSeen[i]
 		}
 	}
 	return n
@@ -276,19 +289,19 @@ func (s *soak) onMessage(c *Conn, op byte, head []byte) {
 			s.stats.Unexpected++
 			return
 		}
-		s.check(&s.roomSeen[c.Index*s.job.RoomSize+int(f[1])], f[2], f[3])
+		s.check(topicRoom, &s.roomSeen[c.Index*s.job.RoomSize+int(f[1])], f[2], f[3])
 	case 'n':
 		if numbers(head[1:], f[:2]) < 2 {
 			s.stats.Unexpected++
 			return
 		}
-		s.check(&s.newsSeen[c.Index], f[0], f[1])
+		s.check(topicNews, &s.newsSeen[c.Index], f[0], f[1])
 	case 'b':
 		if numbers(head[1:], f[:2]) < 2 {
 			s.stats.Unexpected++
 			return
 		}
-		s.check(&s.bulkSeen[c.Index], f[0], f[1])
+		s.check(topicBulk, &s.bulkSeen[c.Index], f[0], f[1])
 	default:
 		switch {
 		case bytes.HasPrefix(head, []byte(`{"op":"published"`)):
@@ -301,9 +314,9 @@ func (s *soak) onMessage(c *Conn, op byte, head []byte) {
 	}
 }
 
-// check takes sequence number seq, sent at ts (ns), against the last one
-// seen from the same publisher.
-func (s *soak) check(last *uint64, seq, ts uint64) {
+// check takes sequence number seq, sent at ts (ns) to a topic of kind
+// topic, against the last one seen from the same publisher.
+func (s *soak) check(topic int, last *uint64, seq, ts uint64) {
 	s.stats.Messages++
 	switch {
 	case seq == *last+1:
@@ -312,6 +325,7 @@ func (s *soak) check(last *uint64, seq, ts uint64) {
 		s.stats.Reordered++
 	default:
 		s.stats.Lost += seq - *last - 1
+		s.stats.LostBy[topic] += seq - *last - 1
 		*last = seq
 	}
 	s.hist.Record(time.Duration(Now() - int64(ts)))

@@ -29,7 +29,7 @@ func TestSoakSequences(t *testing.T) {
 	msg(3, "m 11 0 3 %d", Now()) // 2 lost
 	msg(3, "m 11 0 2 %d", Now()) // late: reordered
 	msg(2, "m 11 0 1 %d", Now())
-	if s.stats.Lost != 1 || s.stats.Reordered != 1 || s.stats.Messages != 4 {
+	if s.stats.Lost != 1 || s.stats.LostBy != [numTopics]uint64{1, 0, 0} || s.stats.Reordered != 1 || s.stats.Messages != 4 {
 		t.Fatalf("after a gap and a late message: %+v", s.stats)
 	}
 	msg(0, "m 11 0 1 %d", Now())                  // another room's message
@@ -52,8 +52,8 @@ func TestSoakSequences(t *testing.T) {
 	}
 	msg(0, "b 1 %d xxxx", Now())
 	end := SoakEnd{News: 2, Bulk: 1}
-	if got := s.missing(end); got != 2+4+1 {
-		t.Fatalf("missing %d, want 7 (2 room, 4 news, 1 bulk)", got)
+	if got := s.missing(end); got != [numTopics]uint64{2, 4, 1} {
+		t.Fatalf("missing %v, want 2 room, 4 news, 1 bulk", got)
 	}
 	msg(2, "m 11 0 2 %d", Now())
 	msg(2, "m 11 0 3 %d", Now())
@@ -61,8 +61,8 @@ func TestSoakSequences(t *testing.T) {
 	for i := range 4 {
 		msg(i, "n 2 %d", Now())
 	}
-	if got := s.missing(end); got != 0 {
-		t.Fatalf("missing %d after every message arrived", got)
+	if got := s.missing(end); got != [numTopics]uint64{} {
+		t.Fatalf("missing %v after every message arrived", got)
 	}
 	if s.hist.N != s.stats.Messages {
 		t.Fatalf("latency of %d messages for %d", s.hist.N, s.stats.Messages)
