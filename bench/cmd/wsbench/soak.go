@@ -35,7 +35,7 @@ const (
 	soakWriteLimit  = 30 * time.Second // the engine's default WriteTimeout (no daemon flag sets it yet)
 	soakBulkSize    = 32 << 10         // bulk messages: what makes a non-reading client's backlog grow
 	soakBulkRate    = 20               // bulk messages per second
-	soakBulkEvery   = 500              // one well-behaved client in this many also follows bulk
+	soakBulkEvery   = 1500             // one well-behaved client in this many also follows bulk
 	soakDrain       = 15 * time.Second
 	soakGoroutineAt = 5 // goroutines may move this many either way, whatever the tolerance
 )
@@ -89,14 +89,12 @@ type SoakRun struct {
 	OK       bool     `json:"ok"`
 	Failures []string `json:"failures,omitempty"`
 
-	Connected   int     `json:"connected"`
-	NewsSent    uint64  `json:"news_sent"`
-	BulkSent    uint64  `json:"bulk_sent"`
-	PublishErrs int     `json:"publish_errors"`
-	PublishErr  string  `json:"publish_error,omitempty"`
-	ServerCPU   float64 `json:"server_cpu"` // share of one CPU over the run
-	ClientCPU   float64 `json:"client_cpu"` // the load generators' (workers and this runner), share of one CPU
-	OtherCPU    float64 `json:"other_cpu"`  // every other process on the machine, share of one CPU
+	Connected int          `json:"connected"`
+	News      PublishStats `json:"news"`
+	Bulk      PublishStats `json:"bulk"`
+	ServerCPU float64      `json:"server_cpu"` // share of one CPU over the run
+	ClientCPU float64      `json:"client_cpu"` // the load generators' (workers and this runner), share of one CPU
+	OtherCPU  float64      `json:"other_cpu"`  // every other process on the machine, share of one CPU
 	loadgen.SoakStats
 	Drained bool    `json:"drained"`
 	P50ms   float64 `json:"p50_ms"`
@@ -107,6 +105,7 @@ type SoakRun struct {
 	Heap       Flatness `json:"heap"`
 	Goroutines Flatness `json:"goroutines"`
 
+	Unread       int                `json:"unread"` // readings (RSS, heap, goroutines) that could not be taken
 	AbuseRows    []AbuseRow         `json:"abuse_rows"`
 	AbuseErrors  map[string]string  `json:"abuse_errors,omitempty"` // the first error of each case that had one
 	ServerCloses map[string]float64 `json:"server_closes"`          // wsd_closes_total by code, over the run
@@ -117,9 +116,9 @@ type SoakRun struct {
 
 // SoakSample is one reading, once a second.
 type SoakSample struct {
-	T          float64           `json:"t"` // seconds since the start
-	RSS        int64             `json:"rss"`
-	Heap       int64             `json:"heap"`   // Go heap after a forced GC
+	T          float64           `json:"t"`      // seconds since the start
+	RSS        int64             `json:"rss"`    // 0: not read
+	Heap       int64             `json:"heap"`   // Go heap after a forced GC; -1: not read (so for the figures of /metrics)
 	Unsent     int64             `json:"unsent"` // wsd_unsent_bytes: bytes waiting to be sent (and of partly received messages)
 	Goroutines int               `json:"goroutines"`
 	Conns      int               `json:"conns"`
@@ -295,7 +294,7 @@ func runSoak(p *plan, sp soakPlan, bin string) (r SoakRun) {
 	abuse := loadgen.AbuseConfig{
 		Cycle: cycle, Bounds: soakBounds(), MaxMessageSize: soakMaxMessage,
 		Pause: time.Second, ChurnEvery: 200 * time.Millisecond,
-		NonReadingPath: "/?topics=news,bulk", ChurnPath: "/?topics=news", ChurnRooms: r.Rooms,
+		NonReadingPath: "/?topics=bulk", ChurnPath: "/?topics=news", ChurnRooms: r.Rooms,
 		FloodFrame: `{"op":"publish","topic":"flood","data":"flood flood flood flood"}`,
 	}
 	// Half the frames come from the clients' room messages (each reaches
@@ -357,10 +356,10 @@ func runSoak(p *plan, sp soakPlan, bin string) (r SoakRun) {
 	clientStart, busyStart := clientCPU(), machineBusy()
 	stop := make(chan struct{})
 	var bg sync.WaitGroup
-	pub := &publisher{url: "http://" + srv.debug + "/api/publish"}
+	url := "http://" + srv.debug + "/api/publish"
 	bg.Add(3)
-	go func() { defer bg.Done(); pub.run(stop, "news", newsRate, 0, &r.NewsSent) }()
-	go func() { defer bg.Done(); pub.run(stop, "bulk", soakBulkRate, soakBulkSize, &r.BulkSent) }()
+	go func() { defer bg.Done(); r.News = publish(url, stop, "news", newsRate, 0) }()
+	go func() { defer bg.Done(); r.Bulk = publish(url, stop, "bulk", soakBulkRate, soakBulkSize) }()
 	go func() {
 		defer bg.Done()
 		cpus := func() [3]float64 { return [3]float64{srv.cpuSeconds(), clientCPU(), machineBusy()} }
@@ -389,9 +388,8 @@ func runSoak(p *plan, sp soakPlan, bin string) (r SoakRun) {
 	server, client, busy := srv.cpuSeconds()-cpuStart, clientCPU()-clientStart, machineBusy()-busyStart
 	r.ServerCPU, r.ClientCPU, r.OtherCPU = server/took, client/took, max(0, busy-server-client)/took
 	metrics1 := scrape(srv.debug)
-	r.PublishErrs, r.PublishErr = pub.errs, pub.firstErr
 
-	end, _ := json.Marshal(loadgen.SoakEnd{News: r.NewsSent, Bulk: r.BulkSent})
+	end, _ := json.Marshal(loadgen.SoakEnd{News: r.News.Sent, Bulk: r.Bulk.Sent})
 	for _, w := range ws {
 		fmt.Fprintf(w.in, "end %s\n", end)
 	}
@@ -411,6 +409,9 @@ func runSoak(p *plan, sp soakPlan, bin string) (r SoakRun) {
 		s := res.Soak
 		r.Messages += s.Messages
 		r.Lost += s.Lost
+		for t, n := range s.LostBy {
+			r.LostBy[t] += n
+		}
 		r.Reordered += s.Reordered
 		r.Unexpected += s.Unexpected
 		r.Errors += s.Errors
@@ -456,7 +457,7 @@ func runSoak(p *plan, sp soakPlan, bin string) (r SoakRun) {
 func judge(r *SoakRun) {
 	fail := func(format string, args ...any) { r.Failures = append(r.Failures, fmt.Sprintf(format, args...)) }
 	if r.Lost > 0 || r.Reordered > 0 {
-		fail("well-behaved clients: %d messages lost, %d reordered", r.Lost, r.Reordered)
+		fail("well-behaved clients: %d messages lost (room %d, news %d, bulk %d), %d reordered", r.Lost, r.LostBy[0], r.LostBy[1], r.LostBy[2], r.Reordered)
 	}
 	if r.Unexpected > 0 || r.Errors > 0 {
 		fail("well-behaved clients: %d unexpected messages, %d error answers", r.Unexpected, r.Errors)
@@ -470,20 +471,34 @@ func judge(r *SoakRun) {
 	if !r.Drained {
 		fail("not every message had arrived %v after the end", soakDrain)
 	}
-	if r.PublishErrs > 0 {
-		fail("%d publish API calls failed: %s", r.PublishErrs, r.PublishErr)
+	for _, p := range []struct {
+		topic string
+		st    PublishStats
+	}{{"news", r.News}, {"bulk", r.Bulk}} {
+		if p.st.Errors > 0 {
+			fail("%d publish API calls to %s failed: %s", p.st.Errors, p.topic, p.st.FirstErr)
+		}
 	}
-	ts := make([]float64, len(r.Samples))
-	var rss, heap, gor []float64
-	for i, s := range r.Samples {
-		ts[i] = s.T
-		rss = append(rss, float64(s.RSS))
-		heap = append(heap, float64(s.Heap))
-		gor = append(gor, float64(s.Goroutines))
+	// series returns the samples' times and values of one reading, leaving
+	// out the samples where it could not be read.
+	series := func(get func(SoakSample) float64, read func(float64) bool) (ts, vals []float64) {
+		for _, s := range r.Samples {
+			if v := get(s); read(v) {
+				ts, vals = append(ts, s.T), append(vals, v)
+			} else {
+				r.Unread++
+			}
+		}
+		return ts, vals
 	}
-	r.RSS = flatness(ts, rss, r.MemWarmS, r.Tolerance, 0)
-	r.Heap = flatness(ts, heap, r.MemWarmS, r.Tolerance, 0)
-	r.Goroutines = flatness(ts, gor, r.WarmupS, r.Tolerance, soakGoroutineAt)
+	positive := func(v float64) bool { return v > 0 }
+	notNegative := func(v float64) bool { return v >= 0 }
+	ts, vals := series(func(s SoakSample) float64 { return float64(s.RSS) }, positive)
+	r.RSS = flatness(ts, vals, r.MemWarmS, r.Tolerance, 0)
+	ts, vals = series(func(s SoakSample) float64 { return float64(s.Heap) }, notNegative)
+	r.Heap = flatness(ts, vals, r.MemWarmS, r.Tolerance, 0)
+	ts, vals = series(func(s SoakSample) float64 { return float64(s.Goroutines) }, notNegative)
+	r.Goroutines = flatness(ts, vals, r.WarmupS, r.Tolerance, soakGoroutineAt)
 	for _, f := range []struct {
 		name string
 		f    Flatness
@@ -515,61 +530,75 @@ func btoi(b bool) int {
 	return 0
 }
 
-// publisher publishes to wsd's HTTP API.
-type publisher struct {
-	url      string
-	client   http.Client
-	mu       sync.Mutex
-	errs     int
-	firstErr string
+// PublishStats is what wsd's publish API answered for one topic.
+type PublishStats struct {
+	Sent       uint64 `json:"sent"`
+	Pending    uint64 `json:"pending"`    // answered 202: not handed to every subscriber within wsd's wait (still delivered)
+	Dropped    uint64 `json:"dropped"`    // deliveries skipped for connections at -max-buffered
+	Overloaded uint64 `json:"overloaded"` // event loops that skipped a publish, -max-queued behind
+	Errors     int    `json:"errors"`
+	FirstErr   string `json:"first_error,omitempty"`
 }
 
-// run publishes to topic at rate per second until stop: "n SEQ TIME" for
-// news, "b SEQ TIME" padded to size for bulk (the topic's first letter).
-// *sent counts the publishes made.
-func (p *publisher) run(stop <-chan struct{}, topic string, rate float64, size int, sent *uint64) {
+// publish publishes to topic through wsd's HTTP API at url, rate times a
+// second, until stop: "n SEQ TIME" for news, "b SEQ TIME" padded to size
+// for bulk (the topic's first letter). Each call waits for wsd's answer;
+// a publisher that falls more than a second behind skips ahead.
+func publish(url string, stop <-chan struct{}, topic string, rate float64, size int) (st PublishStats) {
 	if rate <= 0 {
-		return
+		return st
 	}
-	p.client.Timeout = 10 * time.Second
+	client := http.Client{Timeout: 10 * time.Second}
 	interval := time.Duration(float64(time.Second) / rate)
 	next := time.Now()
 	for seq := uint64(1); ; seq++ {
 		if d := time.Until(next); d > 0 {
 			select {
 			case <-stop:
-				return
+				return st
 			case <-time.After(d):
 			}
 		}
 		select {
 		case <-stop:
-			return
+			return st
 		default:
 		}
 		next = next.Add(interval)
+		if behind := time.Now().Add(-time.Second); next.Before(behind) {
+			next = behind
+		}
 		data := fmt.Appendf(nil, "%c %d %d ", topic[0], seq, loadgen.Now())
 		for len(data) < size {
 			data = append(data, 'x')
 		}
 		body, _ := json.Marshal(map[string]string{"topic": topic, "data": string(data)})
-		*sent = seq
-		resp, err := p.client.Post(p.url, "application/json", bytes.NewReader(body))
+		st.Sent = seq
+		resp, err := client.Post(url, "application/json", bytes.NewReader(body))
 		if err == nil {
+			var answer struct {
+				Dropped, Overloaded int
+				Pending             bool
+			}
 			b := new(bytes.Buffer)
 			_, _ = b.ReadFrom(resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
+			switch {
+			case resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusAccepted:
 				err = fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(b.Bytes()))
+			case json.Unmarshal(b.Bytes(), &answer) != nil:
+				err = fmt.Errorf("%s: unreadable answer %q", resp.Status, b.String())
+			default:
+				st.Dropped += uint64(answer.Dropped)
+				st.Overloaded += uint64(answer.Overloaded)
+				st.Pending += uint64(btoi(answer.Pending))
 			}
 		}
 		if err != nil {
-			p.mu.Lock()
-			p.errs++
-			if p.firstErr == "" {
-				p.firstErr = err.Error()
+			st.Errors++
+			if st.FirstErr == "" {
+				st.FirstErr = err.Error()
 			}
-			p.mu.Unlock()
 		}
 	}
 }
@@ -590,8 +619,10 @@ func sample(srv *server, stop <-chan struct{}, t0 time.Time, cpus func() [3]floa
 		case <-tick.C:
 		}
 		s := SoakSample{T: time.Since(t0).Seconds(), RSS: srv.rss(), Heap: srv.heap()}
-		m := scrape(srv.debug)
-		s.Goroutines, s.Conns, s.Unsent = int(m["go_goroutines"]), int(m["wsd_connections"]), int64(m["wsd_unsent_bytes"])
+		s.Goroutines, s.Conns, s.Unsent = -1, -1, -1 // when /metrics does not answer
+		if m := scrape(srv.debug); len(m) > 0 {
+			s.Goroutines, s.Conns, s.Unsent = int(m["go_goroutines"]), int(m["wsd_connections"]), int64(m["wsd_unsent_bytes"])
+		}
 		cpu, now := cpus(), time.Now()
 		dt := now.Sub(lastT).Seconds()
 		server, client := cpu[0]-lastCPU[0], cpu[1]-lastCPU[1]

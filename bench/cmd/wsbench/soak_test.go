@@ -99,12 +99,21 @@ func TestJudge(t *testing.T) {
 	if len(r.Failures) != 0 {
 		t.Fatalf("a clean run failed: %v", r.Failures)
 	}
+	// Readings that could not be taken are left out, not taken for zeros.
+	r = good()
+	for i := 200; i < 210; i++ {
+		r.Samples[i].Heap, r.Samples[i].Goroutines, r.Samples[i].RSS = -1, -1, 0
+	}
+	judge(&r)
+	if len(r.Failures) != 0 || r.Unread != 30 {
+		t.Fatalf("unread samples: failures %v, %d unread, want none and 30", r.Failures, r.Unread)
+	}
 	for _, tc := range []struct {
 		want  string
 		spoil func(r *SoakRun)
 	}{
-		{"1 messages lost", func(r *SoakRun) { r.Lost = 1 }},
-		{"0 messages lost, 2 reordered", func(r *SoakRun) { r.Reordered = 2 }},
+		{"1 messages lost (room 0, news 1, bulk 0)", func(r *SoakRun) { r.Lost, r.LostBy[1] = 1, 1 }},
+		{"2 reordered", func(r *SoakRun) { r.Reordered = 2 }},
 		{"closed 1 well-behaved", func(r *SoakRun) { r.Closed = 1 }},
 		{"10 room publishes, 9 answered", func(r *SoakRun) { r.Acks = 9 }},
 		{"Go heap not flat", func(r *SoakRun) { r.Samples[500].Heap = 60 << 20 }},
@@ -118,6 +127,7 @@ func TestJudge(t *testing.T) {
 				r.Samples[i].Goroutines = 14 + i/10
 			}
 		}},
+		{"publish API calls to bulk failed: 503", func(r *SoakRun) { r.Bulk.Errors, r.Bulk.FirstErr = 3, "503 Service Unavailable" }},
 		{"flood: 1 × timeout", func(r *SoakRun) {
 			r.AbuseRows = append(r.AbuseRows, AbuseRow{Case: "flood", Outcome: "timeout", Count: 1})
 		}},

@@ -35,7 +35,7 @@ func soakReport(meta map[string]any, r SoakRun, charts []string) string {
 	}
 
 	b.WriteString("| check | result | |\n|---|---|---|\n")
-	fmt.Fprintf(&b, "| messages lost / reordered | %d / %d of %s received | %s |\n", r.Lost, r.Reordered, thousands(int(r.Messages)), okIf(r.Lost == 0 && r.Reordered == 0))
+	fmt.Fprintf(&b, "| messages lost / reordered | %s / %s of %s received | %s |\n", thousands(int(r.Lost)), thousands(int(r.Reordered)), thousands(int(r.Messages)), okIf(r.Lost == 0 && r.Reordered == 0))
 	fmt.Fprintf(&b, "| unexpected messages, error answers | %d, %d | %s |\n", r.Unexpected, r.Errors, okIf(r.Unexpected == 0 && r.Errors == 0))
 	fmt.Fprintf(&b, "| room publishes answered | %s of %s | %s |\n", thousands(int(r.Acks)), thousands(int(r.Published)), okIf(r.Acks == r.Published))
 	fmt.Fprintf(&b, "| well-behaved connections closed by the server | %d | %s |\n", r.Closed, okIf(r.Closed == 0))
@@ -51,10 +51,22 @@ func soakReport(meta map[string]any, r SoakRun, charts []string) string {
 	}
 	fmt.Fprintf(&b, "| abusive attempts with an unexpected outcome | %d of %s | %s |\n\n", unexpected, thousands(int(attempts)), okIf(unexpected == 0))
 
-	fmt.Fprintf(&b, "Well-behaved clients: %s room publishes, %s news and %s bulk publishes (HTTP API); %s messages received, "+
-		"publish to delivery p50 %.1f ms, p99 %.1f ms, max %.0f ms. The server skipped %s broadcast frames for slow consumers.\n\n",
-		thousands(int(r.Published)), thousands(int(r.NewsSent)), thousands(int(r.BulkSent)), thousands(int(r.Messages)),
-		r.P50ms, r.P99ms, r.MaxMs, thousands(int(r.Dropped)))
+	fmt.Fprintf(&b, "Well-behaved clients: %s room publishes; %s messages received, publish to delivery p50 %.1f ms, p99 %.1f ms, max %.0f ms; lost: %d room, %d news, %d bulk.\n\n",
+		thousands(int(r.Published)), thousands(int(r.Messages)), r.P50ms, r.P99ms, r.MaxMs, r.LostBy[0], r.LostBy[1], r.LostBy[2])
+	b.WriteString("The publish API's answers (news reaches every well-behaved client; bulk one in 1,500 of them and the non-reading abusers):\n\n")
+	b.WriteString("| topic | publishes | answered 202 (pending) | deliveries dropped (slow consumer) | loops that skipped one (overloaded) | failed calls |\n|---|---|---|---|---|---|\n")
+	for _, p := range []struct {
+		topic string
+		st    PublishStats
+	}{{"news", r.News}, {"bulk", r.Bulk}} {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %d |\n", p.topic, thousands(int(p.st.Sent)), thousands(int(p.st.Pending)),
+			thousands(int(p.st.Dropped)), thousands(int(p.st.Overloaded)), p.st.Errors)
+	}
+	fmt.Fprintf(&b, "\nThe server skipped %s broadcast frames for slow consumers in all (`wsd_dropped_total`).", thousands(int(r.Dropped)))
+	if r.Unread > 0 {
+		fmt.Fprintf(&b, " %d readings could not be taken (the admin listener did not answer within 5 s); they are left out.", r.Unread)
+	}
+	b.WriteString("\n\n")
 
 	b.WriteString("Abusive clients, as they saw it (time: from the abuse to the outcome; a reset or an EOF is the server ending the connection when the client could not read a close frame):\n\n")
 	b.WriteString("| abuse | outcome | attempts | median | max | |\n|---|---|---|---|---|---|\n")
@@ -166,12 +178,20 @@ func soakCharts(r SoakRun, dir string) ([]string, error) {
 	if len(r.Samples) == 0 {
 		return nil, nil
 	}
-	minutes := func(get func(SoakSample) float64) plotter.XYs {
-		xy := make(plotter.XYs, len(r.Samples))
-		for i, s := range r.Samples {
-			xy[i].X, xy[i].Y = s.T/60, get(s)
+	minutes := func(get func(SoakSample) float64) plotter.XYs { // a negative value: not read
+		xy := make(plotter.XYs, 0, len(r.Samples))
+		for _, s := range r.Samples {
+			if v := get(s); v >= 0 {
+				xy = append(xy, plotter.XY{X: s.T / 60, Y: v})
+			}
 		}
 		return xy
+	}
+	mibOf := func(v int64, read bool) float64 {
+		if !read {
+			return -1
+		}
+		return float64(v) / (1 << 20)
 	}
 	type line struct {
 		name string
@@ -201,9 +221,9 @@ func soakCharts(r SoakRun, dir string) ([]string, error) {
 	}
 	charts := []chart{
 		{"soak-memory.png", "wsd memory under the soak", "MiB", r.MemWarmS / 60, []line{
-			{"RSS", minutes(func(s SoakSample) float64 { return float64(s.RSS) / (1 << 20) }), toMiB(r.RSS)},
-			{"Go heap after GC", minutes(func(s SoakSample) float64 { return float64(s.Heap) / (1 << 20) }), toMiB(r.Heap)},
-			{"unsent bytes (wsd_unsent_bytes)", minutes(func(s SoakSample) float64 { return float64(s.Unsent) / (1 << 20) }), nil},
+			{"RSS", minutes(func(s SoakSample) float64 { return mibOf(s.RSS, s.RSS > 0) }), toMiB(r.RSS)},
+			{"Go heap after GC", minutes(func(s SoakSample) float64 { return mibOf(s.Heap, s.Heap >= 0) }), toMiB(r.Heap)},
+			{"unsent bytes (wsd_unsent_bytes)", minutes(func(s SoakSample) float64 { return mibOf(s.Unsent, s.Unsent >= 0) }), nil},
 		}},
 		{"soak-goroutines.png", "wsd goroutines under the soak", "goroutines", r.WarmupS / 60, []line{
 			{"goroutines", minutes(func(s SoakSample) float64 { return float64(s.Goroutines) }), &r.Goroutines},
