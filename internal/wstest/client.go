@@ -196,6 +196,7 @@ type Client struct {
 	sent     []byte // first traceLimit bytes written
 	nSent    int    // bytes written
 	nWrites  int    // write calls
+	nFrames  int    // bytes of the frames read
 	received []string
 	// traceNote qualifies the trace ("after the handshake").
 	traceNote string
@@ -385,12 +386,18 @@ func (c *Client) ReadFrame() (*ServerFrame, error) {
 	}
 	if f.Masked {
 		MaskBytes(key, 0, f.Payload)
+		c.nFrames += 4
 	}
+	c.nFrames += 2 + f.LenBytes + len(f.Payload)
 	if len(c.received) < 32 {
 		c.received = append(c.received, f.String())
 	}
 	return f, nil
 }
+
+// FrameBytes returns how many bytes of server frames (headers included) the
+// client has read.
+func (c *Client) FrameBytes() int { return c.nFrames }
 
 // ExpectFrame reads the next frame and fails the test if there is none or
 // if it breaks the rules for server frames: it must be unmasked, have no RSV
