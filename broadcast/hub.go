@@ -3,7 +3,6 @@ package broadcast
 import (
 	"context"
 	"errors"
-	"math"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -50,8 +49,9 @@ type Options struct {
 	// subscriber that negotiated compression is compressed once, next to
 	// the plain frame, and each such subscriber gets the compressed frame
 	// (when it is smaller). 0 means engine.DefaultCompressionThreshold
-	// (256) and level 1; a negative threshold turns compression of
-	// publishes off.
+	// (256) and level 1; a negative threshold tries every message, as the
+	// engine's does. A hub compresses nothing when no subscriber negotiated
+	// compression (engine.Compression.Off declines them all).
 	CompressThreshold int
 	CompressLevel     int
 	// UserOf, if not nil, returns the user a connection belongs to (""
@@ -103,7 +103,7 @@ func New(o Options) *Hub {
 	case o.CompressThreshold == 0:
 		o.CompressThreshold = engine.DefaultCompressionThreshold
 	case o.CompressThreshold < 0:
-		o.CompressThreshold = math.MaxInt
+		o.CompressThreshold = 0 // try every message
 	}
 	switch {
 	case o.MaxQueued == 0:
@@ -278,8 +278,7 @@ func (h *Hub) publish(m Message, res *pubResult) (int, bool) {
 	if msg == nil {
 		return total, false
 	}
-	if zip {
-		msg.compress(m.Op, m.Payload, h.opts.CompressLevel) // once, for every loop
+	if zip && msg.compress(m.Op, m.Payload, h.opts.CompressLevel) { // once, for every loop
 		h.compressed.Add(1)
 	}
 	msg.res = res
@@ -365,7 +364,7 @@ type Stats struct {
 	Dropped       int64 `json:"dropped"`       // frames skipped by the Drop policy
 	Overloaded    int64 `json:"overloaded"`    // deliveries to a loop skipped because it had MaxQueued waiting
 	BrokerErrors  int64 `json:"broker_errors"` // publishes the Broker refused
-	Compressed    int64 `json:"compressed"`    // publishes compressed (once each, for every subscriber that negotiated permessage-deflate)
+	Compressed    int64 `json:"compressed"`    // publishes sent compressed (compressed once each, for every subscriber that negotiated permessage-deflate, when that made them smaller)
 	SlowClosed    int64 `json:"slow_closed"`   // connections closed by the Close policy
 	LiveMessages  int64 `json:"live_messages"` // messages some loop still holds
 	Connections   int   `json:"connections"`   // connections the hub knows (open)

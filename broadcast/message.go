@@ -38,19 +38,21 @@ func (h *Hub) newMessage(op codec.OpCode, payload []byte) *message {
 	return m
 }
 
-// compress adds the compressed frame, once, when it is smaller. Called by
-// the publisher before any loop sees the message.
-func (m *message) compress(op codec.OpCode, payload []byte, level int) {
+// compress adds the compressed frame, once, when it is smaller, and
+// reports whether it did. Called by the publisher before any loop sees the
+// message.
+func (m *message) compress(op codec.OpCode, payload []byte, level int) bool {
 	zp := bufpool.Get(len(payload))
 	*zp = codec.Compress(*zp, payload, level)
 	if len(*zp) >= len(payload) {
 		bufpool.Put(zp)
-		return
+		return false
 	}
 	m.zbuf = bufpool.Get(codec.FrameSize(len(*zp)))
 	*m.zbuf = codec.AppendFrameRsv(*m.zbuf, codec.Rsv1, op, *zp)
 	m.zframe = *m.zbuf
 	bufpool.Put(zp)
+	return true
 }
 
 // frameFor returns the frame to send to c: the compressed one if c

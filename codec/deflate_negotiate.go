@@ -38,7 +38,7 @@ func (d Deflate) Fits(n int) bool {
 // is offered, and has client_no_context_takeover unless
 // allowClientTakeover is set (then, if the offer has client_max_window_bits,
 // the answer names the window the server keeps: the offered value, at most
-// 15). client_max_window_bits is never in an answer to an offer without it.
+// ClientWindowBits). client_max_window_bits is never in an answer to an offer without it.
 // It returns the parameters and the header value to answer with, or a zero
 // Deflate and "" to decline.
 func NegotiateDeflate(ext string, allowClientTakeover bool) (Deflate, string) {
@@ -82,7 +82,6 @@ func cutOffer(s string) (first, rest string) {
 func acceptOffer(params string, allowClientTakeover bool) (d Deflate, resp string, ok bool) {
 	var seen [4]bool // server_no_context_takeover, client_no_context_takeover, server_max_window_bits, client_max_window_bits
 	d = Deflate{On: true, ServerMaxWindowBits: 15, ClientMaxWindowBits: 15}
-	clientBits := ""
 	for params != "" {
 		var p string
 		p, params, _ = strings.Cut(params, ";")
@@ -127,7 +126,6 @@ func acceptOffer(params string, allowClientTakeover bool) (d Deflate, resp strin
 					return d, "", false
 				}
 				d.ClientMaxWindowBits = bits
-				clientBits = val
 			}
 		}
 	}
@@ -139,7 +137,8 @@ func acceptOffer(params string, allowClientTakeover bool) (d Deflate, resp strin
 	}
 	if allowClientTakeover && !seen[1] {
 		d.ClientContextTakeover = true
-		if seen[3] && clientBits != "" {
+		if seen[3] { // the client lets the server choose its window: keep it small
+			d.ClientMaxWindowBits = min(d.ClientMaxWindowBits, ClientWindowBits)
 			b.WriteString("; client_max_window_bits=")
 			b.WriteString(strconv.Itoa(int(d.ClientMaxWindowBits)))
 		}
@@ -149,6 +148,12 @@ func acceptOffer(params string, allowClientTakeover bool) (d Deflate, resp strin
 	}
 	return d, b.String(), true
 }
+
+// ClientWindowBits is the window NegotiateDeflate asks of a client that
+// compresses with context takeover and offers client_max_window_bits: 4 KiB
+// (the window the server keeps for that connection). A client that does
+// not offer the parameter (Firefox) uses 32 KiB.
+const ClientWindowBits = 12
 
 // windowBits parses a window size parameter: a decimal from 8 to 15
 // without leading zeros.

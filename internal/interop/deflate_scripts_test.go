@@ -106,7 +106,7 @@ func TestDeflateNode(t *testing.T) {
 	}{
 		// ws offers "permessage-deflate; client_max_window_bits".
 		{"default", nil, "", answerNoTakeover, false},
-		{"client-context-takeover", []string{"-compression-client-context-takeover"}, "", answerTakeover, true},
+		{"client-context-takeover", []string{"-compression-client-context-takeover"}, "", answerTakeoverWindow, true},
 		{"server-max-window-bits-10", nil, "10", "permessage-deflate; server_no_context_takeover; server_max_window_bits=10; client_no_context_takeover", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -186,7 +186,7 @@ func TestDeflatePython(t *testing.T) {
 	}{
 		// websockets offers "permessage-deflate; client_max_window_bits".
 		{"default", nil, "null", answerNoTakeover, params{"permessage-deflate", true, true, 15, 15}},
-		{"client-context-takeover", []string{"-compression-client-context-takeover"}, "null", answerTakeover, params{"permessage-deflate", true, false, 15, 15}},
+		{"client-context-takeover", []string{"-compression-client-context-takeover"}, "null", answerTakeoverWindow, params{"permessage-deflate", true, false, 15, 12}},
 		{"client-no-context-takeover-offered", []string{"-compression-client-context-takeover"}, `{"client_no_context_takeover":true}`,
 			answerNoTakeover, params{"permessage-deflate", true, true, 15, 15}},
 		// websockets refuses an answer without server_max_window_bits when

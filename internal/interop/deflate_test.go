@@ -34,6 +34,8 @@ import (
 const (
 	answerNoTakeover = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
 	answerTakeover   = "permessage-deflate; server_no_context_takeover" // -compression-client-context-takeover
+	// ... to an offer with client_max_window_bits: the server keeps a 4 KiB window.
+	answerTakeoverWindow = answerTakeover + "; client_max_window_bits=12"
 )
 
 // deflateSizes are the sizes of the messages each client sends: from 16 B
