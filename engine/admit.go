@@ -218,10 +218,9 @@ func (e *Engine) release(c *Conn) {
 // arrived (or MaxHeaderBytes of it), then half-closes it and discards its
 // input until the peer goes away (Conn.linger). Loop only.
 func (l *Loop) answerRefused(c *Conn) gnet.Action {
-	gc := c.gc
 	maxHead := l.e.opts.MaxHeaderBytes
-	n := gc.InboundBuffered()
-	buf, err := gc.Peek(min(n, maxHead))
+	n := c.inBuffered()
+	buf, err := c.peekIn(min(n, maxHead))
 	if err != nil {
 		return gnet.Close
 	}
@@ -234,8 +233,8 @@ func (l *Loop) answerRefused(c *Conn) gnet.Action {
 	if bytes.HasPrefix(buf, []byte("HEAD ")) {
 		resp = resp[:l.e.adm.heads[i]]
 	}
-	_, _ = gc.Discard(-1)
-	if _, err := gc.Write(resp); err == nil {
+	c.discardAll()
+	if err := c.output(resp); err == nil {
 		c.linger(true)
 	}
 	return gnet.None

@@ -66,8 +66,7 @@ func (l *Loop) writeCork(c *Conn) error {
 	if c.state == stateClosed {
 		return ErrClosed
 	}
-	l.stats.writes.Add(1)
-	_, err := c.gc.Write(b)
+	err := c.output(b)
 	l.afterWrite(c)
 	return err
 }
@@ -105,30 +104,20 @@ func (l *Loop) send(c *Conn, a, b []byte) error {
 			return nil
 		}
 		if len(l.cork) > 0 { // what was gathered, then this frame, in one writev
-			l.stats.writes.Add(1)
-			l.iov[0], l.iov[1], l.iov[2] = l.cork, a, b
-			iov := l.iov[:]
-			if len(b) == 0 { // an encoded frame, from Send
-				iov = iov[:2]
-			}
-			_, err := c.gc.Writev(iov)
-			l.iov = [3][]byte{}
+			err := c.output3(l.cork, a, b)
 			l.cork = l.cork[:0]
 			l.afterWrite(c)
 			return err
 		}
 	}
-	l.stats.writes.Add(1)
 	var err error
 	switch {
 	case len(b) == 0:
-		_, err = c.gc.Write(a)
+		err = c.output(a)
 	case small:
-		_, err = c.gc.Write(append(append(l.wbuf[:0], a...), b...))
+		err = c.output(append(append(l.wbuf[:0], a...), b...))
 	default:
-		l.iov[0], l.iov[1] = a, b
-		_, err = c.gc.Writev(l.iov[:2])
-		l.iov = [3][]byte{}
+		err = c.output3(a, b, nil)
 	}
 	l.afterWrite(c)
 	return err

@@ -233,6 +233,12 @@ func (ev *events) OnTraffic(gc gnet.Conn) gnet.Action {
 	if l.enter() {
 		defer l.exit()
 	}
+	return l.input(c)
+}
+
+// input handles the bytes buffered for c: the upgrade request, then
+// frames. Loop only.
+func (l *Loop) input(c *Conn) gnet.Action {
 	if c.state == stateHandshake {
 		if c.admit&refused != 0 {
 			return l.answerRefused(c)
@@ -241,7 +247,7 @@ func (ev *events) OnTraffic(gc gnet.Conn) gnet.Action {
 			return act
 		}
 	}
-	c.lastRead = ev.e.clock()
+	c.lastRead = l.e.clock()
 	if l.holdInput(c) {
 		return gnet.None
 	}

@@ -242,9 +242,9 @@ func (l *Loop) holdInput(c *Conn) bool {
 		}
 		l.watch(c).paused = true
 	}
-	if c.Buffered()+c.gc.InboundBuffered() >= max { // held input and unsent output together: a peer that does not read holds at most one cap
+	if c.Buffered()+c.inHeld() >= max { // held input and unsent output together: a peer that does not read holds at most one cap
 		c.abort(l.e.opts.BackpressureCode, "input while output is blocked", limBackpressure)
-		_, _ = c.gc.Discard(-1)
+		c.discardAll()
 	}
 	return true
 }

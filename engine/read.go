@@ -14,16 +14,15 @@ var errCloseNow = errors.New("engine: close handshake done")
 
 // readFrames decodes every complete frame buffered for c. Loop only.
 func (l *Loop) readFrames(c *Conn) gnet.Action {
-	gc := c.gc
 	if c.discard {
-		_, _ = gc.Discard(-1)
+		c.discardAll()
 		return gnet.None
 	}
-	n := gc.InboundBuffered()
+	n := c.inBuffered()
 	if n == 0 {
 		return gnet.None
 	}
-	buf, err := gc.Peek(n)
+	buf, err := c.peekIn(n)
 	if err != nil {
 		return gnet.Close
 	}
@@ -51,14 +50,14 @@ func (l *Loop) readFrames(c *Conn) gnet.Action {
 		return gnet.None
 	case err == nil:
 		if used > 0 { // gnet's Discard(0) would drop everything buffered
-			_, _ = gc.Discard(used)
+			c.discardIn(used)
 		}
 		return gnet.None
 	case err == errCloseNow:
 		return gnet.Close
 	}
 	c.discard = true
-	_, _ = gc.Discard(-1)
+	c.discardAll()
 	return gnet.None
 }
 

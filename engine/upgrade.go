@@ -271,10 +271,9 @@ func appendHeaderValue(b []byte, v string) []byte {
 // stateOpen after a successful upgrade (the bytes after the request are
 // left buffered), or in stateClosing after an HTTP answer.
 func (l *Loop) handshake(c *Conn) gnet.Action {
-	gc := c.gc
 	u := l.up
-	n := gc.InboundBuffered()
-	buf, err := gc.Peek(min(n, u.o.MaxHeaderBytes))
+	n := c.inBuffered()
+	buf, err := c.peekIn(min(n, u.o.MaxHeaderBytes))
 	if err != nil {
 		return gnet.Close
 	}
@@ -285,12 +284,12 @@ func (l *Loop) handshake(c *Conn) gnet.Action {
 		c.searched = uint32(resumeAt(buf))
 		return gnet.None
 	case answered:
-		if _, err := gc.Write(u.out); err == nil {
+		if err := c.output(u.out); err == nil {
 			c.linger(true)
 		}
 		return gnet.None
 	}
-	if _, err := gc.Write(u.out); err != nil {
+	if err := c.output(u.out); err != nil {
 		return gnet.None // gnet has closed the connection
 	}
 	c.proto = hs.Protocol
@@ -306,7 +305,7 @@ func (l *Loop) handshake(c *Conn) gnet.Action {
 		c.extra.Store(x)
 	}
 	c.ctx = u.req.Context
-	_, _ = gc.Discard(headLen) // the request may be a pooled copy: done with it only now
+	c.discardIn(headLen) // the request may be a pooled copy: done with it only now
 	l.open(c)
 	return gnet.None
 }
