@@ -63,14 +63,17 @@ type Conn struct {
 
 // connExtra holds what most connections never need, to keep Conn in a
 // 256-byte allocation: the request URI and headers (with Options.KeepPath
-// and KeepHeaders) and the close reason. path and header are set before the
-// connExtra is stored in Conn.extra and never change, so Path and Header
-// may read them from any goroutine; closeReason is the loop's alone.
+// and KeepHeaders), the close reason and a wss connection's TLS state.
+// path, header and tls are set before the connExtra is stored in
+// Conn.extra and never change (the upgrade stores a new connExtra that
+// copies tls), so Path, Header and TLS may read them from any goroutine;
+// closeReason and window are the loop's alone.
 type connExtra struct {
 	path        string
 	header      []byte
 	closeReason string
-	window      []byte // permessage-deflate with client context takeover: the last bytes received (deflate.go)
+	window      []byte   // permessage-deflate with client context takeover: the last bytes received (deflate.go)
+	tls         *tlsConn // wss only (tls.go)
 }
 
 // more returns c's connExtra, allocating it on first use. Loop only.
@@ -187,10 +190,13 @@ func (c *Conn) Compression() codec.Deflate { return c.dec.Deflate }
 // syscalls as it can without allocating: up to 8 frames go out with one
 // writev(2); more frames totalling at most 256 KiB are copied into the
 // loop's scratch buffer and sent with one write(2); larger batches go out 8
-// frames per writev. Frames gathered by Write for the connection (see
-// Write) are written first. Loop only. gnet copies what the socket does not
-// take, so the frames may be reused when WriteFrames returns; the slice
-// itself may be modified.
+// frames per writev. Over wss the frames are encrypted where they are (a
+// shared frame is not copied per connection; frames under 1 KiB are copied
+// together to share TLS records) and their records leave with one write(2)
+// per 256 KiB. Frames gathered by Write for the connection (see Write) are
+// written first. Loop only. gnet copies what the socket does not take, so
+// the frames may be reused when WriteFrames returns; the slice itself may
+// be modified.
 func (c *Conn) WriteFrames(frames [][]byte) error {
 	l := c.loop
 	if c.state != stateOpen || l.flushCork(c) != nil { // frames gathered for c go first
@@ -207,6 +213,9 @@ func (c *Conn) WriteFrames(frames [][]byte) error {
 	st := &l.stats
 	st.framesOut.Add(int64(len(frames)))
 	st.bytesOut.Add(int64(total))
+	if t := c.tlsConn(); t != nil {
+		return t.writeFrames(frames)
+	}
 	if len(frames) <= maxIovecs {
 		st.writes.Add(1)
 		_, err := c.gc.Writev(frames)
@@ -409,6 +418,9 @@ func (c *Conn) linger(discard bool) {
 	c.discard = c.discard || discard
 	c.gone.Store(true)
 	c.loop.uncorkConn(c) // the close frame leaves before the half-close
+	if t := c.tlsConn(); t != nil {
+		t.closeNotify() // and TLS ends before TCP
+	}
 	if c.state == stateClosed {
 		return // the write failed and gnet closed the connection
 	}

@@ -104,6 +104,10 @@ func (l *Loop) send(c *Conn, a, b []byte) error {
 			return nil
 		}
 		if len(l.cork) > 0 { // what was gathered, then this frame, in one writev
+			if len(b) > 0 && c.tlsConn() != nil { // the header joins the gathered plaintext rather than take a TLS record of its own
+				l.cork = append(l.cork, a...)
+				a = nil
+			}
 			err := c.output3(l.cork, a, b)
 			l.cork = l.cork[:0]
 			l.afterWrite(c)

@@ -19,4 +19,11 @@
 // Handler callbacks run on the connection's loop and must not block. From
 // other goroutines use Conn.Send and Conn.Close, which queue work on the
 // loop. gnet never appears in the API.
+//
+// With Options.TLS the same loops serve wss:// with the standard library's
+// crypto/tls: each TLS handshake runs in a short-lived goroutine, at most
+// Options.MaxTLSHandshakes at once, and the loop then decrypts and
+// encrypts the connection's records itself, so an open wss connection has
+// no goroutine either; Conn.TLS and Conn.ClientCertificate describe its
+// session.
 package engine

@@ -2,10 +2,12 @@ package engine
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,6 +43,16 @@ type Engine struct {
 	reclaim reclaimer // only the ticker goroutine touches it
 	adm     admitter  // admission limits (admit.go)
 
+	// wss (tls.go, tls_handshake.go): the configuration with its defaults,
+	// which listeners serve it, and the handshake slots.
+	tlsConf       *tls.Config
+	listen        listenKind
+	tlsPorts      []int
+	tlsPaths      []string
+	gate          tlsGate
+	tlsHandshakes atomic.Int64
+	tlsFailures   atomic.Int64
+
 	rateLimited bool // a message or byte rate limit is set: every connection has a guard
 	nextID      atomic.Uint64
 	conns       atomic.Int64 // TCP connections, any state
@@ -65,6 +77,13 @@ func New(h Handler, opts Options) (*Engine, error) {
 		ready:   make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
+	if o.TLS != nil {
+		if e.tlsConf, err = tlsDefaults(o.TLS); err != nil {
+			return nil, err
+		}
+		e.gate.init(o.MaxTLSHandshakes)
+	}
+	e.tlsListeners()
 	e.tickEvery = int64(tickFor(&o))
 	e.rateLimited = o.MaxMessageRate > 0 || o.MaxByteRate > 0
 	e.adm.init(&o)
@@ -85,15 +104,16 @@ func tickFor(o *Options) time.Duration {
 	return max(t, 10*time.Millisecond)
 }
 
-// Run listens on Options.Addrs and serves until Shutdown. It blocks, and
-// returns ErrEngineClosed after a Shutdown, or the error that stopped it.
-// Run may be called once.
+// Run listens on Options.Addrs (and TLSAddrs) and serves until Shutdown.
+// It blocks, and returns ErrEngineClosed after a Shutdown, or the error
+// that stopped it. Run may be called once.
 func (e *Engine) Run() error {
 	if !e.runOnce.CompareAndSwap(false, true) {
 		return errors.New("engine: Run called twice")
 	}
 	defer close(e.stopped)
-	for _, a := range e.opts.Addrs {
+	addrs := e.addrs()
+	for _, a := range addrs {
 		if path, ok := strings.CutPrefix(a, "unix://"); ok {
 			removeStaleSocket(path)
 			defer os.Remove(path)
@@ -107,7 +127,7 @@ func (e *Engine) Run() error {
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithLogger(e.log.Sugar()),
 	}
-	err := gnet.Rotate(&events{e: e}, e.opts.Addrs, opts...)
+	err := gnet.Rotate(&events{e: e}, addrs, opts...)
 	if e.stopping.Load() {
 		return ErrEngineClosed
 	}
@@ -115,6 +135,11 @@ func (e *Engine) Run() error {
 		err = ErrEngineClosed
 	}
 	return err
+}
+
+// addrs returns every listen address: Addrs, then TLSAddrs.
+func (e *Engine) addrs() []string {
+	return append(slices.Clip(e.opts.Addrs), e.opts.TLSAddrs...)
 }
 
 func (e *Engine) numLoops() int {
@@ -200,7 +225,7 @@ type events struct {
 func (ev *events) OnBoot(g gnet.Engine) gnet.Action {
 	e := ev.e
 	e.gnet = g
-	e.log.Info("listening", zap.Strings("addrs", e.opts.Addrs), zap.Int("event_loops", e.numLoops()))
+	e.log.Info("listening", zap.Strings("addrs", e.opts.Addrs), zap.Strings("tls_addrs", e.opts.TLSAddrs), zap.Bool("tls", e.tlsConf != nil), zap.Int("event_loops", e.numLoops()))
 	close(e.ready)
 	return gnet.None
 }
@@ -216,7 +241,14 @@ func (ev *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	gc.SetContext(c)
 	l.conns.add(c)
 	e.conns.Add(1)
-	if t := e.opts.HandshakeTimeout; t > 0 {
+	t := e.opts.HandshakeTimeout
+	if e.servesTLS(gc) {
+		c.extra.Store(&connExtra{tls: &tlsConn{c: c, local: gc.LocalAddr()}})
+		if t == 0 { // a stalled TLS handshake holds a slot: it always has a deadline
+			t = DefaultHandshakeTimeout
+		}
+	}
+	if t > 0 {
 		c.deadline = e.clock() + int64(t)
 		l.wheel.schedule(c, c.deadline)
 	}
@@ -233,11 +265,14 @@ func (ev *events) OnTraffic(gc gnet.Conn) gnet.Action {
 	if l.enter() {
 		defer l.exit()
 	}
+	if t := c.tlsConn(); t != nil {
+		return l.tlsTraffic(c, t)
+	}
 	return l.input(c)
 }
 
-// input handles the bytes buffered for c: the upgrade request, then
-// frames. Loop only.
+// input handles the bytes buffered for c (for wss, the plaintext decrypted
+// from them): the upgrade request, then frames. Loop only.
 func (l *Loop) input(c *Conn) gnet.Action {
 	if c.state == stateHandshake {
 		if c.admit&refused != 0 {
@@ -262,6 +297,9 @@ func (ev *events) OnClose(gc gnet.Conn, err error) gnet.Action {
 		return gnet.None
 	}
 	e, l := ev.e, c.loop
+	if t := c.tlsConn(); t != nil {
+		t.closed(e)
+	}
 	l.dropCork(c)
 	l.wheel.unschedule(c)
 	l.conns.remove(c)

@@ -330,7 +330,13 @@ func (l *Loop) walkWatched(now int64) {
 
 // resume decodes the input c kept while its output drained. Loop only.
 func (l *Loop) resume(c *Conn) {
-	if l.readFrames(c) == gnet.Close {
+	var act gnet.Action
+	if t := c.tlsConn(); t != nil {
+		act = l.tlsInput(c, t) // the ciphertext waited in gnet's buffer
+	} else {
+		act = l.readFrames(c)
+	}
+	if act == gnet.Close {
 		c.closeNow()
 	}
 }

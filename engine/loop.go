@@ -25,6 +25,11 @@ type Loop struct {
 	iov  [3][]byte // buffers for one writev
 	cork []byte    // frames gathered for the corked connection (cork.go)
 
+	// wss (tls.go): the records one write of a connection makes, handed
+	// to gnet together, and the scratch its input is decrypted into.
+	tlsOut []byte
+	plain  []byte
+
 	// permessage-deflate: scratch for compressing outgoing messages, and
 	// the inflater and buffer for incoming ones (deflate.go).
 	zout     []byte
@@ -75,6 +80,7 @@ const (
 	taskRun                          // run a posted Task
 	taskHangUp                       // close c's TCP connection (a closing handshake that does not wait)
 	taskAbort                        // close c for backpressure (Send found its queue full)
+	taskRaw                          // write buf to c as it is (a TLS handshake's flight), then return buf to the pool
 )
 
 type task struct {
@@ -174,6 +180,11 @@ func (l *Loop) run(t *task) {
 		}
 	case taskAbort:
 		c.abort(l.e.opts.BackpressureCode, "send queue full", limBackpressure)
+	case taskRaw:
+		if c.state != stateClosed { // gnet may have given the socket to another connection
+			_, _ = c.gc.Write(*t.buf)
+		}
+		bufpool.Put(t.buf)
 	case taskShutdown:
 		for c := l.conns.head; c != nil; {
 			next := c.next

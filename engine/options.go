@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -35,8 +36,52 @@ const (
 type Options struct {
 	// Addrs are the listen addresses: "tcp://host:port", "tcp4://",
 	// "tcp6://", or "unix:///path/to.sock". A bare "host:port" means tcp.
-	// Empty means DefaultAddr, tcp://127.0.0.1:8080.
+	// Empty means DefaultAddr, tcp://127.0.0.1:8080, unless TLSAddrs is
+	// set. They serve ws://, or wss:// when TLS is set and TLSAddrs is not.
 	Addrs []string
+
+	// TLS, if not nil, serves WebSocket over TLS (wss://) with crypto/tls on
+	// the event loops: on every address of Addrs, or, with TLSAddrs, on
+	// those (Addrs then serve plain ws). The engine works on a clone made
+	// by New, with MinVersion TLS 1.2 when it is 0 and NextProtos
+	// ["http/1.1"] when it is nil (it may not offer "h2"); session tickets
+	// are on unless SessionTicketsDisabled. It needs Certificates,
+	// GetCertificate or GetConfigForClient.
+	//
+	// To reload the certificate without a restart, set GetCertificate to a
+	// function that returns the current one (from an atomic.Pointer the
+	// reloader swaps): every new handshake calls it, and open connections
+	// keep the session they have. Fields changed on the config after New
+	// are not seen, and session ticket keys (SetSessionTicketKeys, for
+	// tickets that work across servers) must be set before New. For mutual
+	// TLS set ClientAuth and ClientCAs; Conn.ClientCertificate then names
+	// the client.
+	//
+	// The handshake runs in a goroutine per connection, at most
+	// MaxTLSHandshakes at once; after it the connection is served by its
+	// loop like a ws one, with no goroutine. An idle wss connection costs
+	// about 7 KiB of Go heap more than a ws one, mostly crypto/tls's
+	// buffers and cipher state (see the package's measurements).
+	TLS *tls.Config
+
+	// TLSAddrs are listen addresses, written as in Addrs, that serve wss
+	// next to the plain ws of Addrs; TLS must be set. The engine tells a
+	// connection's listener by its local port (or socket path), so no port
+	// or path may be in both lists, and a TLSAddrs port may not be 0 while
+	// Addrs is set.
+	TLSAddrs []string
+
+	// MaxTLSHandshakes caps the TLS handshakes running at once, each in a
+	// goroutine, so that a storm of new wss connections takes a bounded
+	// share of the CPU and of memory. A connection waits for its complete
+	// ClientHello before it asks for a slot (a peer that sends nothing, or
+	// half a ClientHello, takes none), and while the slots are taken it
+	// waits in a first-in first-out line, with no goroutine, its bytes in
+	// gnet's buffer (at most 64 KiB), until a slot frees up or its
+	// HandshakeTimeout ends. A slot is held until the handshake ends, so
+	// peers that send a ClientHello and then stall hold theirs up to
+	// HandshakeTimeout. 0 means 4 × GOMAXPROCS; negative means no cap.
+	MaxTLSHandshakes int
 
 	// EventLoops is the number of event loops, each owning its connections
 	// on one goroutine. 0 means one per CPU (runtime.NumCPU).
@@ -60,8 +105,9 @@ type Options struct {
 	MaxMessageSize int64
 
 	// HandshakeTimeout bounds the time from accept to a complete upgrade
-	// request, so slow or silent peers cannot hold sockets. 0 means
-	// DefaultHandshakeTimeout (10 s); negative means none.
+	// request (for wss, the TLS handshake included), so slow or silent
+	// peers cannot hold sockets. 0 means DefaultHandshakeTimeout (10 s);
+	// negative means none for ws, and DefaultHandshakeTimeout for wss.
 	HandshakeTimeout time.Duration
 
 	// PingInterval: a connection from which nothing has been read for this
@@ -238,31 +284,22 @@ type Options struct {
 // withDefaults returns a copy of o with defaults filled in, or an error that
 // names the offending field.
 func (o Options) withDefaults() (Options, error) {
-	if len(o.Addrs) == 0 {
+	if len(o.Addrs) == 0 && len(o.TLSAddrs) == 0 {
 		o.Addrs = []string{DefaultAddr}
 	}
-	addrs := make([]string, len(o.Addrs))
-	for i, a := range o.Addrs {
-		if !strings.Contains(a, "://") {
-			a = "tcp://" + a
-		}
-		scheme, rest, _ := strings.Cut(a, "://")
-		switch scheme {
-		case "tcp", "tcp4", "tcp6", "unix":
-		default:
-			return o, fmt.Errorf("engine: address %q: scheme must be tcp, tcp4, tcp6 or unix", a)
-		}
-		if rest == "" {
-			return o, fmt.Errorf("engine: address %q has no host:port or path", a)
-		}
-		if scheme != "unix" {
-			if err := checkHostPort(rest); err != nil {
-				return o, fmt.Errorf("engine: address %q: %v", a, err)
-			}
-		}
-		addrs[i] = a
+	var err error
+	if o.Addrs, err = normalizeAddrs(o.Addrs); err != nil {
+		return o, err
 	}
-	o.Addrs = addrs
+	if o.TLSAddrs, err = normalizeAddrs(o.TLSAddrs); err != nil {
+		return o, err
+	}
+	if len(o.TLSAddrs) > 0 && o.TLS == nil {
+		return o, errors.New("engine: TLSAddrs needs TLS, the TLS configuration")
+	}
+	if err := checkTLSAddrs(o.Addrs, o.TLSAddrs); err != nil {
+		return o, err
+	}
 	if o.EventLoops < 0 {
 		return o, errors.New("engine: EventLoops must not be negative")
 	}
@@ -335,6 +372,36 @@ func (o Options) withDefaults() (Options, error) {
 		o.Logger = zap.NewNop()
 	}
 	return o, nil
+}
+
+// normalizeAddrs checks listen addresses and returns them with a scheme
+// ("tcp://" for a bare host:port), in a new slice.
+func normalizeAddrs(in []string) ([]string, error) {
+	if len(in) == 0 {
+		return nil, nil
+	}
+	addrs := make([]string, len(in))
+	for i, a := range in {
+		if !strings.Contains(a, "://") {
+			a = "tcp://" + a
+		}
+		scheme, rest, _ := strings.Cut(a, "://")
+		switch scheme {
+		case "tcp", "tcp4", "tcp6", "unix":
+		default:
+			return nil, fmt.Errorf("engine: address %q: scheme must be tcp, tcp4, tcp6 or unix", a)
+		}
+		if rest == "" {
+			return nil, fmt.Errorf("engine: address %q has no host:port or path", a)
+		}
+		if scheme != "unix" {
+			if err := checkHostPort(rest); err != nil {
+				return nil, fmt.Errorf("engine: address %q: %v", a, err)
+			}
+		}
+		addrs[i] = a
+	}
+	return addrs, nil
 }
 
 // checkHostPort checks a TCP listen address: "host:port" or ":port", with a

@@ -15,6 +15,7 @@ type Request struct {
 	method, uri []byte
 	head        []byte // header lines, each ending in CRLF, without the final blank line
 	remote      net.Addr
+	tls         recordLayer // wss: the connection's TLS; nil for ws
 
 	// Context becomes the Conn's Context when OnUpgrade accepts (for example
 	// the identity an auth check found).

@@ -42,6 +42,20 @@ type Stats struct {
 	// addresses was full (see Options.MaxConnsPerIP).
 	Rejected    RejectCounts `json:"rejected"`
 	IPTableFull int64        `json:"ip_table_full"`
+
+	// TLS counts wss handshakes (see Options.TLS).
+	TLS TLSCounts `json:"tls"`
+}
+
+// TLSCounts counts the TLS handshakes of wss connections.
+type TLSCounts struct {
+	Handshakes int64 `json:"handshakes"` // completed since Run
+	// Failed counts handshakes that failed since Run (a bad or refused
+	// ClientHello, an untrusted client certificate, a peer gone or timed
+	// out mid-handshake) and peers that sent something else than TLS to a
+	// TLS port (answered 400, or with an alert).
+	Failed  int64 `json:"failed"`
+	Waiting int   `json:"waiting"` // connections waiting now for a handshake slot (Options.MaxTLSHandshakes)
 }
 
 // RejectCounts counts the connections refused at admission since Run, by
@@ -107,6 +121,7 @@ func (e *Engine) Stats() Stats {
 	}
 	s.Rejected = RejectCounts{MaxConns: n[limMaxConns].Load(), PerIP: n[limPerIP].Load(), Rate: n[limHandshakeRate].Load()}
 	s.IPTableFull = n[limIPTableFull].Load()
+	s.TLS = TLSCounts{Handshakes: e.tlsHandshakes.Load(), Failed: e.tlsFailures.Load(), Waiting: e.gate.queuedNow()}
 	for _, l := range *e.list.Load() {
 		s.Loops++
 		s.MessagesIn += l.stats.messagesIn.Load()

@@ -26,6 +26,7 @@ type upgrader struct {
 	req     Request
 	reject  *Response
 	deflate codec.Deflate // what the upgrade negotiated
+	tls     recordLayer   // the TLS of the connection being upgraded, for Request.TLS; nil for ws
 
 	searched int64 // bytes searched for the end of a request, ever (tests check it stays linear)
 }
@@ -110,7 +111,7 @@ func (u *upgrader) process(buf []byte, buffered, from int, remote net.Addr) (res
 	if !ok1 || !ok2 || len(method) == 0 || len(uri) == 0 || !bytes.HasPrefix(proto, []byte("HTTP/")) {
 		return u.answer(&Response{Status: http.StatusBadRequest, Body: []byte("malformed request line\n")}), 0, hs
 	}
-	u.req = Request{method: method, uri: uri, head: headers[:len(headers)-2], remote: remote}
+	u.req = Request{method: method, uri: uri, head: headers[:len(headers)-2], remote: remote, tls: u.tls}
 
 	// A request is a WebSocket attempt if it names the upgrade or carries
 	// the handshake's own headers; only other requests are plain HTTP.
@@ -277,8 +278,12 @@ func (l *Loop) handshake(c *Conn) gnet.Action {
 	if err != nil {
 		return gnet.Close
 	}
+	tx := c.tlsConn()
+	if tx != nil {
+		u.tls = tx.rec
+	}
 	res, headLen, hs := u.process(buf, n, int(c.searched), c.remote)
-	defer func() { u.req = Request{} }() // it aliases the input
+	defer func() { u.req, u.tls = Request{}, nil }() // it aliases the input
 	switch res {
 	case needMore:
 		c.searched = uint32(resumeAt(buf))
@@ -296,6 +301,7 @@ func (l *Loop) handshake(c *Conn) gnet.Action {
 	c.dec.Deflate = u.deflate
 	if u.o.KeepPath || u.o.KeepHeaders {
 		x := new(connExtra) // filled before it is published: Path and Header read it from any goroutine
+		x.tls = tx
 		if u.o.KeepPath {
 			x.path = string(u.req.uri)
 		}
