@@ -22,6 +22,13 @@ const slowConns = 2000
 func openSlow(t *testing.T, addr string, n int) []net.Conn {
 	t.Helper()
 	partial := []byte("GET / HTTP/1.1\r\nHost: x\r\n")
+	return openPeers(t, addr, n, func(int) []byte { return partial })
+}
+
+// openPeers opens n connections to addr; connection i sends first(i) (if
+// not empty) and then nothing. They are closed when the test ends.
+func openPeers(t *testing.T, addr string, n int, first func(i int) []byte) []net.Conn {
+	t.Helper()
 	conns := make([]net.Conn, 0, n)
 	t.Cleanup(func() {
 		for _, c := range conns {
@@ -34,8 +41,10 @@ func openSlow(t *testing.T, addr string, n int) []net.Conn {
 			t.Fatalf("slow connection %d: %v", i, err)
 		}
 		conns = append(conns, c)
-		if _, err := c.Write(partial); err != nil {
-			t.Fatalf("slow connection %d: %v", i, err)
+		if b := first(i); len(b) > 0 {
+			if _, err := c.Write(b); err != nil {
+				t.Fatalf("slow connection %d: %v", i, err)
+			}
 		}
 	}
 	return conns
