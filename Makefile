@@ -7,12 +7,12 @@
 GO ?= go
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: test fmt vet lint race guards bench-smoke bench fuzz run
+.PHONY: test fmt vet lint race guards abuse bench-smoke bench fuzz run
 
 # The Node.js and Chromium suites fail without their tools; a developer who
 # opts out (WSD_SKIP_NODE=1, WSD_SKIP_BROWSER=1) gets them skipped, and test
 # says so last, where it cannot be missed.
-test: fmt vet lint race guards bench-smoke
+test: fmt vet lint race guards abuse bench-smoke
 	@skipped=""; \
 	if [ "$$WSD_SKIP_NODE" = 1 ]; then skipped="$$skipped\n***   the Node.js interop tests (internal/interop), WSD_SKIP_NODE=1"; fi; \
 	if [ "$$WSD_SKIP_BROWSER" = 1 ]; then skipped="$$skipped\n***   the Chromium browser tests (internal/browser), WSD_SKIP_BROWSER=1"; fi; \
@@ -32,13 +32,18 @@ vet:
 lint:
 	$(STATICCHECK) ./...
 
+# internal/abuse measures the daemon's memory and latency under a flood: it
+# runs alone (target abuse), not beside the other packages.
 race:
-	$(GO) test -race -shuffle=on -timeout 15m ./...
+	$(GO) test -race -shuffle=on -timeout 15m $$($(GO) list ./... | grep -v /internal/abuse$$)
 
 # The guards are the tests named ...Allocs or ...IdleMemory: every test that
 # measures allocations or memory must be (engine/guards_test.go checks).
 guards:
 	$(GO) test -count=1 -run 'Allocs|IdleMemory' ./...
+
+abuse:
+	$(GO) test -count=1 -timeout 5m ./internal/abuse/
 
 BENCH_OUT ?= $(or $(WSD_ARTIFACTS),/tmp)/bench-quick
 
