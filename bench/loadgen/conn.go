@@ -132,6 +132,9 @@ func dialUpgrade(src, dst, path string, timeout time.Duration, rcvbuf int) (int,
 		if err == unix.EINTR { // Go's preemption signal interrupts blocking syscalls
 			continue
 		}
+		if err == unix.EAGAIN { // SO_RCVTIMEO
+			return -1, nil, fmt.Errorf("no upgrade answer within %v", timeout)
+		}
 		if err != nil {
 			return -1, nil, fmt.Errorf("read upgrade answer: %w", err)
 		}
