@@ -42,8 +42,10 @@ race:
 guards:
 	$(GO) test -count=1 -run 'Allocs|IdleMemory' ./...
 
+# The tests that assert latency under abuse, without the race detector and
+# one package at a time (under -race they check everything but the timing).
 abuse:
-	$(GO) test -count=1 -timeout 5m ./internal/abuse/
+	$(GO) test -count=1 -p 1 -timeout 5m -run 'Slowloris|Flood' ./engine/ ./internal/abuse/
 
 BENCH_OUT ?= $(or $(WSD_ARTIFACTS),/tmp)/bench-quick
 

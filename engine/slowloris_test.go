@@ -69,7 +69,9 @@ func TestSlowloris(t *testing.T) {
 		}
 		slices.Sort(rtt)
 		p99, median := rtt[(99*len(rtt)+99)/100-1], rtt[len(rtt)/2] // nearest rank
-		if p99 >= 100*time.Millisecond {
+		// Timing is asserted without the race detector, which slows every
+		// goroutine several times over (make abuse runs this test alone).
+		if p99 >= 100*time.Millisecond && !raceEnabled {
 			t.Fatalf("%d probe round trips with %d slow peers: p99 %v, median %v, max %v; want p99 under 100ms",
 				len(rtt), slowConns, p99, median, rtt[len(rtt)-1])
 		}
