@@ -279,7 +279,9 @@ func TestTLSHandshakeFlood(t *testing.T) {
 	slices.Sort(rtt)
 	p99, median := rtt[(99*len(rtt)+99)/100-1], rtt[len(rtt)/2]
 	t.Logf("%d probes (TLS handshake, upgrade, echo) with %d half-open TLS peers: p99 %v, median %v, max %v", len(rtt), slowConns, p99, median, rtt[len(rtt)-1])
-	if p99 >= 100*time.Millisecond {
+	// Timing is asserted without the race detector, which slows every
+	// goroutine several times over (make abuse runs this test alone).
+	if p99 >= 100*time.Millisecond && !raceEnabled {
 		t.Fatalf("probe p99 %v with %d half-open peers, want under 100ms", p99, slowConns)
 	}
 	if st := e.Stats().TLS; st.Waiting != 0 {
