@@ -82,9 +82,10 @@ func TestHubSlowPolicyResetPeers(t *testing.T) {
 			close(b1.release)
 			b2.wait(t)
 			for _, c := range cs[:3] {
+				server := wstest.ServerSocketOf(t, c.conn)
 				c.reset()
+				server.WaitClosed(t) // the reset has landed; the held loop has not seen it
 			}
-			time.Sleep(100 * time.Millisecond) // let the resets land
 			close(b2.release)
 
 			s := settle(t, hub)

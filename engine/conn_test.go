@@ -303,13 +303,13 @@ func TestEngineWriteRules(t *testing.T) {
 func TestEngineTrickledFrames(t *testing.T) {
 	_, addr := startEngine(t, echo{}, engine.Options{})
 	client := wstest.Connect(t, addr)
-	server := serverSocketOf(t, client.Conn)
-	received := server.info(t).Bytes_received // the upgrade request
+	server := wstest.ServerSocketOf(t, client.Conn)
+	received := server.Info(t).Bytes_received // the upgrade request
 	for _, f := range []wstest.Frame{wstest.Ping([]byte("ping!")), wstest.Text("trickled text"), wstest.Binary(make([]byte, 300))} {
 		for _, b := range f.Bytes() {
 			client.Write([]byte{b})
 			received++
-			server.waitRead(t, received) // before the next byte: one read per byte
+			server.WaitRead(t, received) // before the next byte: one read per byte
 		}
 		want := f.Opcode
 		if want == wstest.OpPing {

@@ -8,8 +8,6 @@ import (
 	"sync"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/wsdproject/wsd/codec"
 	"github.com/wsdproject/wsd/engine"
 	"github.com/wsdproject/wsd/internal/wstest"
@@ -332,7 +330,7 @@ func TestCorkFailedWriteClosesAnother(t *testing.T) {
 	_, addr := startEngine(t, h, engine.Options{PingInterval: -1, IdleTimeout: -1, EventLoops: 1})
 	clientX := wstest.Connect(t, addr)
 	x := <-h.opened
-	serverX := serverSocketOf(t, clientX.Conn)
+	serverX := wstest.ServerSocketOf(t, clientX.Conn)
 	clientC := wstest.Connect(t, addr)
 	c := <-h.opened
 	h.mu.Lock()
@@ -344,7 +342,7 @@ func TestCorkFailedWriteClosesAnother(t *testing.T) {
 	// writes to it (the loop, held, cannot close the descriptor meanwhile).
 	_ = clientX.Conn.(*net.TCPConn).SetLinger(0)
 	clientX.Conn.Close()
-	serverX.waitState(t, unix.BPF_TCP_CLOSE)
+	serverX.WaitClosed(t)
 	big := bytes.Repeat([]byte("c"), 10<<10)
 	_ = x.Send(codec.OpText, []byte("to x"))
 	_ = c.Send(codec.OpText, big)

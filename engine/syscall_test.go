@@ -3,7 +3,6 @@ package engine_test
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"runtime"
 	"strconv"
@@ -11,14 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/wsdproject/wsd/engine"
 )
 
 // What the kernel saw, for tests that must not take the engine's word for
-// it (Linux: /proc and TCP_INFO). The server runs in the test process, so
-// its sockets and its event loops' threads are the test's own to inspect.
+// it (Linux: /proc). The server runs in the test process, so its event
+// loops' threads are the test's own to inspect (and its sockets: see
+// wstest.ServerSocket).
 
 // loopThread is the OS thread of an event loop, whose write syscalls a test
 // counts in /proc/self/task/TID/io.
@@ -97,76 +95,4 @@ func (lt loopThread) socketWrites(t *testing.T, l *engine.Loop, before threadIO,
 		t.Fatalf("the loop thread wrote %d bytes in %d write calls; the clients received %d", now.bytes-before.bytes, calls, sent)
 	}
 	return calls - extra/8
-}
-
-// serverSocket is the server's end, in this process, of a client's loopback
-// connection: its file descriptor, only queried (gnet owns it).
-type serverSocket struct{ fd int }
-
-// serverSocketOf finds the server's end of client: the socket whose local
-// address is client's remote one and whose peer is client.
-func serverSocketOf(t *testing.T, client net.Conn) serverSocket {
-	t.Helper()
-	local, peer := client.RemoteAddr().String(), client.LocalAddr().String()
-	fds, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range fds {
-		fd, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		sa, err1 := unix.Getsockname(fd)
-		pa, err2 := unix.Getpeername(fd)
-		if err1 == nil && err2 == nil && inet4String(sa) == local && inet4String(pa) == peer {
-			return serverSocket{fd}
-		}
-	}
-	t.Fatalf("no socket of this process is the server's end of %s -> %s", peer, local)
-	return serverSocket{}
-}
-
-// inet4String formats an IPv4 socket address as net.TCPAddr does.
-func inet4String(sa unix.Sockaddr) string {
-	in, ok := sa.(*unix.SockaddrInet4)
-	if !ok {
-		return ""
-	}
-	return net.JoinHostPort(net.IP(in.Addr[:]).String(), strconv.Itoa(in.Port))
-}
-
-// info returns the socket's TCP_INFO.
-func (s serverSocket) info(t *testing.T) *unix.TCPInfo {
-	t.Helper()
-	ti, err := unix.GetsockoptTCPInfo(s.fd, unix.IPPROTO_TCP, unix.TCP_INFO)
-	if err != nil {
-		t.Fatalf("TCP_INFO of the server's socket: %v", err)
-	}
-	return ti
-}
-
-// waitRead waits until the socket has received n bytes from its peer (since
-// the connection opened) and the server has read every one of them.
-func (s serverSocket) waitRead(t *testing.T, n uint64) {
-	t.Helper()
-	waitFor(t, 10*time.Second, fmt.Sprintf("the server to have received and read %d bytes", n), func() bool {
-		unread, err := unix.IoctlGetInt(s.fd, unix.SIOCINQ)
-		if err != nil {
-			t.Fatalf("SIOCINQ of the server's socket: %v", err)
-		}
-		got := s.info(t).Bytes_received
-		if got > n {
-			t.Fatalf("the server's socket received %d bytes, more than the %d sent", got, n)
-		}
-		return got == n && unread == 0
-	})
-}
-
-// waitState waits until the socket is in TCP state (unix.BPF_TCP_*).
-func (s serverSocket) waitState(t *testing.T, state uint8) {
-	t.Helper()
-	waitFor(t, 10*time.Second, fmt.Sprintf("the server's socket in TCP state %d", state), func() bool {
-		return s.info(t).State == state
-	})
 }
