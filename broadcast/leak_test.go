@@ -8,6 +8,7 @@ import (
 
 	"github.com/wsdproject/wsd/broadcast"
 	"github.com/wsdproject/wsd/codec"
+	"github.com/wsdproject/wsd/internal/wstest"
 )
 
 // drainCounting reads and discards everything c receives into a fixed
@@ -82,10 +83,18 @@ func TestHubNoLeak(t *testing.T) {
 			if got := s.Published - before.Published; got != publishes {
 				t.Errorf("Published grew by %d, want %d", got, publishes)
 			}
-			waitFor(t, 30*time.Second, "the subscribers to read every frame", func() bool { return got.Load() >= wantFrames*frameLen })
-			time.Sleep(20 * time.Millisecond)
-			if n := got.Load(); n != wantFrames*frameLen {
-				t.Errorf("subscribers read %d bytes, want %d", n, wantFrames*frameLen)
+			// Every subscriber closes: the server's answer (a 4-byte close
+			// frame echoing the code) is the last thing it sends before it
+			// ends the stream, so the readers stop having read all it sent.
+			for _, c := range cs {
+				if err := c.write(wstest.Close(1000, "").Bytes()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			readers.Wait()
+			const closeLen = 4
+			if n, want := got.Load(), wantFrames*frameLen+int64(len(cs))*closeLen; n != want {
+				t.Errorf("subscribers read %d bytes, want %d (%d frames, then %d close frames)", n, want, wantFrames, len(cs))
 			}
 			if s := hub.Stats(); s.LiveMessages != 0 {
 				t.Errorf("stats %+v: want no live messages", s)
