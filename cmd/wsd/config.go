@@ -72,6 +72,19 @@ type config struct {
 	CompressionThreshold             int64 // fits an int
 	CompressionClientContextTakeover bool
 
+	// Sharing topics with other wsd nodes over NATS (cluster_config.go):
+	// either joining a NATS deployment (NATSURL) or running an embedded
+	// NATS node joined to the others by routes (NATSListen, NATSRoutes).
+	// Neither: the in-process hub, alone.
+	NATSURL         string
+	NATSCreds       string
+	NATSTLSCA       string
+	NATSListen      string
+	NATSRoutes      string
+	NATSPrefix      string
+	NATSNode        string
+	NATSClusterName string
+
 	// from records where each setting that was given came from, by flag
 	// name, for the errors about relations between settings.
 	from map[string]source
@@ -157,6 +170,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	boolean(&c.Pprof, "pprof", false, "serve /debug/pprof on the admin listener")
 	text(&c.LogLevel, "log-level", "info", oneOf("log level", "debug", "info", "warn", "error"), "log level: debug, info, warn or error")
 	text(&c.LogFormat, "log-format", "console", oneOf("log format", "console", "json"), "log format: console or json")
+	addClusterFlags(fs, c)
 	return fs
 }
 
@@ -308,7 +322,7 @@ func (c *config) checkRelations() []error {
 			errs = append(errs, fmt.Errorf("%s needs -%s: a burst is of a rate, and -%s is 0 (off)", c.describe(b.burst, b.n), b.rate, b.rate))
 		}
 	}
-	return errs
+	return append(errs, c.checkCluster()...)
 }
 
 // describe names a setting with its value and where the value came from,
