@@ -52,6 +52,7 @@ BENCH_OUT ?= $(or $(WSD_ARTIFACTS),/tmp)/bench-quick
 bench-smoke:
 	cd bench && $(GO) vet ./... && $(STATICCHECK) ./... && $(GO) test -count=1 ./...
 	cd bench && $(GO) run ./cmd/wsbench run -quick -out $(BENCH_OUT)
+	cd bench && $(GO) run ./cmd/wsbench run -scenarios soak -soak-quick -out $(BENCH_OUT)-soak
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./codec/ ./engine/
