@@ -35,6 +35,7 @@ type admin struct {
 	wait     time.Duration // how long POST /api/publish waits for the event loops' counts
 	mux      *http.ServeMux
 	registry *prometheus.Registry
+	cluster  *cluster // nil for a node alone (see join)
 }
 
 // newAdmin builds the admin handler. token, if not empty, is required as
@@ -105,7 +106,8 @@ type publishRequest struct {
 	Topics     []string `json:"topics"`
 	Data       *string  `json:"data"`
 	DataBase64 *string  `json:"data_base64"`
-	Exclude    uint64   `json:"exclude"`
+	Exclude    connRef  `json:"exclude"`
+	To         connRef  `json:"to"`
 }
 
 func (a *admin) publish(w http.ResponseWriter, r *http.Request) {
@@ -133,8 +135,12 @@ func (a *admin) publish(w http.ResponseWriter, r *http.Request) {
 	if req.Topic != "" {
 		topics = append([]string{req.Topic}, topics...)
 	}
-	if len(topics) == 0 {
-		writeError(w, http.StatusBadRequest, `"topic" or "topics" is required`)
+	switch {
+	case req.To != "" && (len(topics) > 0 || req.Exclude != ""):
+		writeError(w, http.StatusBadRequest, `"to" sends to one connection: give no "topic", "topics" or "exclude" with it`)
+		return
+	case req.To == "" && len(topics) == 0:
+		writeError(w, http.StatusBadRequest, `"topic" or "topics" is required (or "to", a connection id)`)
 		return
 	}
 	for _, t := range topics {
@@ -170,7 +176,24 @@ func (a *admin) publish(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), a.wait)
 	defer cancel()
-	res, err := a.hub.PublishWait(ctx, broadcast.Message{Topics: topics, Op: op, Payload: payload, Exclude: req.Exclude})
+	if req.To != "" {
+		a.sendTo(ctx, w, string(req.To), op, payload)
+		return
+	}
+	m := broadcast.Message{Topics: topics, Op: op, Payload: payload}
+	node := ""
+	if req.Exclude != "" {
+		var err error
+		if node, m.Exclude, err = a.cluster.parseConnID(string(req.Exclude)); err != nil {
+			writeError(w, http.StatusBadRequest, `"exclude": `+err.Error())
+			return
+		}
+	}
+	if a.cluster != nil {
+		a.clusterPublish(ctx, w, m, node)
+		return
+	}
+	res, err := a.hub.PublishWait(ctx, m)
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
 		// The loops have not all handled it yet; it still goes out.
@@ -211,15 +234,29 @@ type publishPending struct {
 const defaultPublishWait = 5 * time.Second
 
 func (a *admin) topics(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"topics": a.hub.Topics()})
+	switch a.scope(w, r) {
+	case scopeLocal:
+		writeJSON(w, http.StatusOK, map[string]any{"topics": a.hub.Topics()})
+	case scopeCluster:
+		a.clusterTopics(w, r)
+	}
 }
 
 func (a *admin) topic(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	writeJSON(w, http.StatusOK, broadcast.TopicInfo{Name: name, Subscribers: a.hub.Count(name)})
+	switch a.scope(w, r) {
+	case scopeLocal:
+		name := r.PathValue("name")
+		writeJSON(w, http.StatusOK, broadcast.TopicInfo{Name: name, Subscribers: a.hub.Count(name)})
+	case scopeCluster:
+		a.clusterTopic(w, r)
+	}
 }
 
 func (a *admin) health(w http.ResponseWriter, r *http.Request) {
+	if a.cluster != nil {
+		a.clusterHealth(w)
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "connections": a.stats().Conns})
 }
 

@@ -39,6 +39,14 @@ type configError struct{ err error }
 func (e *configError) Error() string { return e.err.Error() }
 func (e *configError) Unwrap() error { return e.err }
 
+// startError is a failure of newDaemon to start what the configuration
+// asks for (the NATS broker): a failure at run time, not of the
+// configuration.
+type startError struct{ err error }
+
+func (e *startError) Error() string { return e.err.Error() }
+func (e *startError) Unwrap() error { return e.err }
+
 // exitStatus prints err, if any, as "wsd: ..." lines (one for each error
 // it joins) and returns the exit status for it.
 func exitStatus(w io.Writer, err error) int {
@@ -75,7 +83,11 @@ func run(args, environ []string) error {
 		return &configError{err}
 	}
 	d, err := newDaemon(cfg)
-	if err != nil {
+	var se *startError
+	switch {
+	case errors.As(err, &se):
+		return se.err
+	case err != nil:
 		return &configError{err}
 	}
 	defer func() { _ = d.log.Sync() }()
@@ -88,28 +100,57 @@ type daemon struct {
 	log    *zap.Logger
 	hub    *broadcast.Hub
 	engine *engine.Engine
-	admin  *admin // nil without -admin-addr
+	admin  *admin   // nil without -admin-addr
+	nodes  *cluster // nil without -nats-url or -nats-listen
 }
 
 // newDaemon builds the logger, the hub, the mode's handler, the engine and
-// the admin handler. It opens nothing and logs nothing.
-func newDaemon(cfg *config) (*daemon, error) {
+// the admin handler. It opens nothing and logs nothing, but in a cluster:
+// there, once everything else is checked, it starts the NATS broker (which
+// connects, and listens with -nats-listen), and a failure to do so is a
+// *startError.
+func newDaemon(cfg *config) (d *daemon, err error) {
 	log, err := newLogger(cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{cfg: cfg, log: log, hub: broadcast.New(hubOptions(cfg))}
-	md, err := newMode(cfg, d.hub)
+	d = &daemon{cfg: cfg, log: log}
+	opts := engineOptions(cfg, log)
+	hopts := hubOptions(cfg)
+	if cfg.clustered() {
+		// engine.New only checks its options: run it once first, so that
+		// a mistake there is reported before the broker opens anything.
+		if _, err := engine.New(echoHandler{}, opts); err != nil {
+			return nil, err
+		}
+		cl, cerr := startCluster(cfg, log)
+		if cerr != nil {
+			return nil, &startError{cerr}
+		}
+		defer func() {
+			if err != nil { // newDaemon's error
+				cl.close()
+			}
+		}()
+		d.nodes, hopts.Broker = cl, cl.b
+	}
+	d.hub = broadcast.New(hopts)
+	md, err := newModeIn(cfg, d.hub, d.nodes)
 	if err != nil {
 		return nil, err
 	}
-	opts := engineOptions(cfg, log)
 	opts.OnUpgrade, opts.HTTPHandler = md.onUpgrade, md.httpHandler
 	if d.engine, err = engine.New(md.handler, opts); err != nil {
 		return nil, err
 	}
+	if d.nodes != nil {
+		d.nodes.attach(d.hub, md)
+	}
 	if cfg.AdminAddr != "" {
 		d.admin = newAdmin(d.hub, d.engine.Stats, cfg.APIToken, cfg.MaxMessageSize, cfg.Pprof)
+		if d.nodes != nil {
+			d.admin.join(d.nodes)
+		}
 	}
 	return d, nil
 }
@@ -117,6 +158,7 @@ func newDaemon(cfg *config) (*daemon, error) {
 // serve opens the listeners and serves until SIGINT or SIGTERM (then it
 // closes the connections and returns nil) or until the engine fails.
 func (d *daemon) serve() error {
+	defer d.nodes.close() // the engine first (below), then the broker
 	raiseFileLimit(d.log)
 	var adminSrv *http.Server
 	if d.admin != nil {
@@ -130,6 +172,9 @@ func (d *daemon) serve() error {
 		d.log.Info("admin listening", zap.String("addr", ln.Addr().String()), zap.Bool("token", d.cfg.APIToken != ""), zap.Bool("pprof", d.cfg.Pprof))
 	}
 	d.log.Info("starting", zap.String("mode", d.cfg.Mode))
+	if cl := d.nodes; cl != nil {
+		d.log.Info("cluster node", zap.String("node", cl.b.Node()), zap.String("nats", cl.where), zap.String("prefix", d.cfg.NATSPrefix))
+	}
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)

@@ -27,17 +27,30 @@ type mode struct {
 	handler     engine.Handler
 	onUpgrade   func(*engine.Request) *engine.Response
 	httpHandler func(*engine.Request) *engine.Response
+	chat        *chatHandler // chat mode: its presence, for a cluster
 }
 
-func newMode(cfg *config, hub *broadcast.Hub) (*mode, error) {
+// newMode builds the mode of a node alone.
+func newMode(cfg *config, hub *broadcast.Hub) (*mode, error) { return newModeIn(cfg, hub, nil) }
+
+// newModeIn builds the mode of a node of cl (nil: alone).
+func newModeIn(cfg *config, hub *broadcast.Hub, cl *cluster) (*mode, error) {
 	switch cfg.Mode {
 	case "echo":
 		return &mode{handler: echoHandler{}}, nil
 	case "chat":
 		ch := &chatHandler{hub: hub, skipSender: cfg.SkipSender}
-		return &mode{handler: hub.Handler(ch), onUpgrade: chatUpgrade, httpHandler: serveDemo}, nil
+		handler := hub.Handler(ch)
+		if cl != nil {
+			ch.presence, ch.changed = broadcast.New(hubOptions(cfg)), cl.presenceChanged
+			handler = hub.Handler(ch.presence.Handler(ch))
+		}
+		return &mode{handler: handler, onUpgrade: chatUpgrade, httpHandler: serveDemo, chat: ch}, nil
 	case "push":
-		ph := &pushHandler{hub: hub, allowed: splitList(cfg.ClientPublish), maxSubs: cfg.MaxSubscriptions}
+		ph := &pushHandler{hub: hub, allowed: splitList(cfg.ClientPublish), maxSubs: cfg.MaxSubscriptions, connID: cl.connID}
+		if cl != nil {
+			ph.unavailable = cl.unavailable
+		}
 		return &mode{handler: hub.Handler(ph), onUpgrade: ph.upgrade}, nil
 	}
 	return nil, fmt.Errorf("unknown mode %q (want echo, chat or push)", cfg.Mode)
@@ -99,15 +112,25 @@ type chatHandler struct {
 	engine.NopHandler
 	hub        *broadcast.Hub
 	skipSender bool
+
+	// In a cluster a presence event has the count of the whole cluster:
+	// changed tells the broker that this node's counts changed, the broker
+	// adds up every node's and calls announce with a room's new total, and
+	// each node tells its own presence subscribers, through presence, a hub
+	// of this node alone (a publish on hub would reach every node, and
+	// each node tells its subscribers itself). Alone, both are nil and the
+	// presence topics are on hub.
+	presence *broadcast.Hub
+	changed  func()
 }
 
 func (h *chatHandler) OnOpen(c *engine.Conn) {
 	cc := c.Context().(*chatConn)
 	h.hub.Subscribe(c, cc.room)
 	if cc.presence {
-		h.hub.Subscribe(c, presenceTopic(cc.room))
+		h.presenceHub().Subscribe(c, presenceTopic(cc.room))
 	}
-	h.announce(cc.room)
+	h.roomChanged(cc.room)
 }
 
 func (h *chatHandler) OnMessage(c *engine.Conn, op codec.OpCode, p []byte) {
@@ -119,21 +142,40 @@ func (h *chatHandler) OnMessage(c *engine.Conn, op codec.OpCode, p []byte) {
 }
 
 func (h *chatHandler) OnClose(c *engine.Conn, _ error) {
-	h.announce(c.Context().(*chatConn).room)
+	h.roomChanged(c.Context().(*chatConn).room)
 }
 
-// announce sends the room's online count to its presence subscribers.
-func (h *chatHandler) announce(room string) {
+// presenceHub is the hub of the presence topics.
+func (h *chatHandler) presenceHub() *broadcast.Hub {
+	if h.presence != nil {
+		return h.presence
+	}
+	return h.hub
+}
+
+// roomChanged follows a join or a leave: alone, it announces the room's
+// count; in a cluster, the broker announces the cluster's soon.
+func (h *chatHandler) roomChanged(room string) {
+	if h.changed != nil {
+		h.changed()
+		return
+	}
+	h.announce(room, h.hub.Count(room))
+}
+
+// announce sends a room's online count to its presence subscribers.
+func (h *chatHandler) announce(room string, online int) {
 	pt := presenceTopic(room)
-	if h.hub.Count(pt) == 0 {
+	ph := h.presenceHub()
+	if ph.Count(pt) == 0 {
 		return
 	}
 	msg, _ := json.Marshal(struct {
 		Type   string `json:"type"`
 		Room   string `json:"room"`
 		Online int    `json:"online"`
-	}{"presence", room, h.hub.Count(room)})
-	h.hub.Publish(pt, codec.OpText, msg)
+	}{"presence", room, online})
+	ph.Publish(pt, codec.OpText, msg)
 }
 
 // maxTopicLen is the longest topic name of the push mode, in bytes.
@@ -166,6 +208,7 @@ const (
 	codeBadTopic    pushErrorCode = "bad_topic"              // the topic is missing or breaks checkTopic's rule
 	codeTooManySubs pushErrorCode = "too_many_subscriptions" // past -max-subscriptions
 	codeForbidden   pushErrorCode = "forbidden"              // publishing to a topic -client-publish does not allow
+	codeUnavailable pushErrorCode = "unavailable"            // publishing while the cluster's NATS is unreachable
 )
 
 // pushHandler serves push clients: they subscribe with ?topics= and with
@@ -173,14 +216,24 @@ const (
 type pushHandler struct {
 	engine.NopHandler
 	hub     *broadcast.Hub
-	allowed []string // topics clients may publish to ("*" for all, "news.*" for a prefix)
-	maxSubs int      // topics one connection may be subscribed to; 0: no limit
+	allowed []string            // topics clients may publish to ("*" for all, "news.*" for a prefix)
+	maxSubs int                 // topics one connection may be subscribed to; 0: no limit
+	connID  func(uint64) string // a connection's id for the welcome message and the publish API
+	// unavailable, in a cluster, reports that NATS is unreachable, so that
+	// a client's publish is refused rather than lost. nil: alone.
+	unavailable func() bool
+}
+
+// pushOpen is what upgrade leaves for OnOpen.
+type pushOpen struct {
+	topics  []string
+	welcome bool
 }
 
 // upgrade takes the topics of ?topics=a,b (the parameter may be repeated)
-// for OnOpen to subscribe to. A query that is not valid URL encoding, a
-// topic name checkTopic refuses, or more distinct topics than maxSubs, get
-// 400 with the reason.
+// for OnOpen to subscribe to, and ?welcome=1, which asks for the welcome
+// message. A query that is not valid URL encoding, a topic name checkTopic
+// refuses, or more distinct topics than maxSubs, get 400 with the reason.
 func (h *pushHandler) upgrade(r *engine.Request) *engine.Response {
 	_, query, _ := strings.Cut(r.URI(), "?")
 	q, err := url.ParseQuery(query)
@@ -203,7 +256,9 @@ func (h *pushHandler) upgrade(r *engine.Request) *engine.Response {
 	if h.maxSubs > 0 && len(topics) > h.maxSubs {
 		return badRequest(fmt.Sprintf("%d topics; a connection may subscribe to at most %d", len(topics), h.maxSubs))
 	}
-	r.Context = topics
+	if welcome := q.Get("welcome") == "1"; welcome || len(topics) > 0 {
+		r.Context = &pushOpen{topics: topics, welcome: welcome}
+	}
 	return nil
 }
 
@@ -222,12 +277,27 @@ func quoteTopic(name string) string {
 }
 
 func (h *pushHandler) OnOpen(c *engine.Conn) {
-	if topics, _ := c.Context().([]string); len(topics) > 0 {
+	po, _ := c.Context().(*pushOpen)
+	c.SetContext(nil)
+	if po == nil {
+		return
+	}
+	if len(po.topics) > 0 {
 		// upgrade checked the names and the count, so this fails only for
 		// a connection that is already closing.
-		_ = h.hub.Subscribe(c, topics...)
+		_ = h.hub.Subscribe(c, po.topics...)
 	}
-	c.SetContext(nil)
+	if po.welcome {
+		// {"op":"welcome","id":"node.42"}, the id that "to" and "exclude"
+		// of the publish API take. It comes first, before any publish
+		// (publishes reach a connection after its OnOpen), and once the
+		// ?topics= subscriptions are made on this node.
+		b, _ := json.Marshal(struct {
+			Op string `json:"op"`
+			ID string `json:"id"`
+		}{"welcome", h.connID(c.ID())})
+		_ = c.Write(codec.OpText, b)
+	}
 }
 
 // maxOpEcho is the longest unknown op an error ack repeats: an ack must not
@@ -279,6 +349,10 @@ func (h *pushHandler) OnMessage(c *engine.Conn, op codec.OpCode, p []byte) {
 	case "publish":
 		if !topicAllowed(h.allowed, m.Topic) {
 			pushError(c, codeForbidden, m.Topic, "publishing to this topic is not allowed")
+			return
+		}
+		if h.unavailable != nil && h.unavailable() {
+			pushError(c, codeUnavailable, m.Topic, "the cluster's NATS is unreachable: nothing was sent; try again later")
 			return
 		}
 		if m.DataBase64 != "" {
