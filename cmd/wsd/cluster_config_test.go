@@ -11,6 +11,7 @@ import (
 	"math/big"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -203,4 +204,40 @@ func withSources(src string, settings []clusterSetting, want string) string {
 		want = strings.Replace(want, "-"+s.flag+" "+s.text, "-"+s.flag+" "+s.text+" (from "+from+")", 1)
 	}
 	return want
+}
+
+// TestClusterExampleFiles loads the nodes of configs/cluster: valid, each
+// with its own node id and ports, all with the same routes, which name
+// every node's route address.
+func TestClusterExampleFiles(t *testing.T) {
+	seen := map[string]string{}
+	var routes []string
+	for _, name := range []string{"ws1", "ws2", "ws3"} {
+		c, warnings, err := loadConfig([]string{"-config", "../../configs/cluster/" + name + ".yaml"}, nil)
+		if err != nil || len(warnings) > 0 {
+			t.Fatalf("%s: %v %q", name, err, warnings)
+		}
+		o := natsOptions(c, zap.NewNop())
+		if o.Node != name || o.Listen == "" || c.Mode != "push" {
+			t.Errorf("%s: node %q, listen %q, mode %s", name, o.Node, o.Listen, c.Mode)
+		}
+		for _, addr := range []string{c.Addr, c.AdminAddr, o.Listen} {
+			if other, dup := seen[addr]; dup {
+				t.Errorf("%s and %s both use %s", name, other, addr)
+			}
+			seen[addr] = name
+		}
+		if routes == nil {
+			routes = o.Routes
+		}
+		if !reflect.DeepEqual(o.Routes, routes) {
+			t.Errorf("%s: routes %q, want those of ws1, %q", name, o.Routes, routes)
+		}
+		if !slices.Contains(o.Routes, "nats://"+o.Listen) {
+			t.Errorf("%s: routes %q do not name its own nats_listen %s", name, o.Routes, o.Listen)
+		}
+	}
+	if len(routes) != 3 {
+		t.Errorf("routes %q, want the three nodes", routes)
+	}
 }
