@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -84,6 +85,18 @@ type config struct {
 	NATSPrefix      string
 	NATSNode        string
 	NATSClusterName string
+
+	// wss (tls.go): with TLSCert and TLSKey, every Addr serves wss, or
+	// TLSAddr does next to the plain Addr. cert is the pair, loaded when
+	// the configuration is checked.
+	TLSCert          string
+	TLSKey           string
+	TLSAddr          string
+	TLSMinVersion    string
+	TLSClientCA      string
+	MaxTLSHandshakes int
+	AdminTLS         bool
+	cert             *tls.Certificate
 
 	// from records where each setting that was given came from, by flag
 	// name, for the errors about relations between settings.
@@ -170,6 +183,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	boolean(&c.Pprof, "pprof", false, "serve /debug/pprof on the admin listener")
 	text(&c.LogLevel, "log-level", "info", oneOf("log level", "debug", "info", "warn", "error"), "log level: debug, info, warn or error")
 	text(&c.LogFormat, "log-format", "console", oneOf("log format", "console", "json"), "log format: console or json")
+	addTLSFlags(fs, c)
 	addClusterFlags(fs, c)
 	return fs
 }
@@ -322,6 +336,7 @@ func (c *config) checkRelations() []error {
 			errs = append(errs, fmt.Errorf("%s needs -%s: a burst is of a rate, and -%s is 0 (off)", c.describe(b.burst, b.n), b.rate, b.rate))
 		}
 	}
+	errs = append(errs, c.checkTLS()...)
 	return append(errs, c.checkCluster()...)
 }
 

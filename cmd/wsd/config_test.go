@@ -250,19 +250,26 @@ func TestConfigErrors(t *testing.T) {
 				args = append([]string{"-config", "c.yaml"}, args...)
 			}
 			_, _, err := loadConfig(args, tc.env)
-			if err == nil {
-				t.Fatalf("no error, want %q", tc.want)
-			}
-			lines := strings.Split(err.Error(), "\n")
-			if len(lines) != len(tc.want) {
-				t.Errorf("%d errors, want %d:\n%v", len(lines), len(tc.want), err)
-			}
-			for i, want := range tc.want {
-				if i >= len(lines) || !strings.HasPrefix(lines[i], want) {
-					t.Errorf("error %d:\n got %s\nwant %s...", i, lines[min(i, len(lines)-1)], want)
-				}
-			}
+			wantConfigErrors(t, err, tc.want)
 		})
+	}
+}
+
+// wantConfigErrors checks that err has the lines want, each starting as
+// given, in order.
+func wantConfigErrors(t *testing.T, err error, want []string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("no error, want %q", want)
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != len(want) {
+		t.Errorf("%d errors, want %d:\n%v", len(lines), len(want), err)
+	}
+	for i, w := range want {
+		if i >= len(lines) || !strings.HasPrefix(lines[i], w) {
+			t.Errorf("error %d:\n got %s\nwant %s...", i, lines[min(i, len(lines)-1)], w)
+		}
 	}
 }
 

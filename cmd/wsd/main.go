@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -100,8 +101,9 @@ type daemon struct {
 	log    *zap.Logger
 	hub    *broadcast.Hub
 	engine *engine.Engine
-	admin  *admin   // nil without -admin-addr
-	nodes  *cluster // nil without -nats-url or -nats-listen
+	admin  *admin     // nil without -admin-addr
+	nodes  *cluster   // nil without -nats-url or -nats-listen
+	certs  *certStore // nil without -tls-cert
 }
 
 // newDaemon builds the logger, the hub, the mode's handler, the engine and
@@ -116,6 +118,12 @@ func newDaemon(cfg *config) (d *daemon, err error) {
 	}
 	d = &daemon{cfg: cfg, log: log}
 	opts := engineOptions(cfg, log)
+	if cfg.tlsOn() {
+		d.certs = newCertStore(cfg)
+		if err := setTLS(&opts, cfg, d.certs); err != nil {
+			return nil, err
+		}
+	}
 	hopts := hubOptions(cfg)
 	if cfg.clustered() {
 		// engine.New only checks its options: run it once first, so that
@@ -140,6 +148,9 @@ func newDaemon(cfg *config) (d *daemon, err error) {
 		return nil, err
 	}
 	opts.OnUpgrade, opts.HTTPHandler = md.onUpgrade, md.httpHandler
+	if cfg.TLSClientCA != "" && log.Core().Enabled(zap.DebugLevel) {
+		opts.OnUpgrade = logClientCert(md.onUpgrade, log)
+	}
 	if d.engine, err = engine.New(md.handler, opts); err != nil {
 		return nil, err
 	}
@@ -167,11 +178,19 @@ func (d *daemon) serve() error {
 			return fmt.Errorf("admin listener: %w", err)
 		}
 		adminSrv = &http.Server{Handler: d.admin, ReadHeaderTimeout: 10 * time.Second}
-		go func() { _ = adminSrv.Serve(ln) }()
+		if d.cfg.AdminTLS {
+			adminSrv.TLSConfig = &tls.Config{GetCertificate: d.certs.get, MinVersion: tls.VersionTLS12}
+			go func() { _ = adminSrv.ServeTLS(ln, "", "") }()
+		} else {
+			go func() { _ = adminSrv.Serve(ln) }()
+		}
 		defer adminSrv.Close()
-		d.log.Info("admin listening", zap.String("addr", ln.Addr().String()), zap.Bool("token", d.cfg.APIToken != ""), zap.Bool("pprof", d.cfg.Pprof))
+		d.log.Info("admin listening", zap.String("addr", ln.Addr().String()), zap.Bool("https", d.cfg.AdminTLS), zap.Bool("token", d.cfg.APIToken != ""), zap.Bool("pprof", d.cfg.Pprof))
 	}
 	d.log.Info("starting", zap.String("mode", d.cfg.Mode))
+	if d.certs != nil {
+		d.log.Info("serving wss", append(certFields(d.certs.cert.Load()), zap.Strings("on", d.engineTLSAddrs()), zap.String("min_version", d.cfg.TLSMinVersion), zap.Bool("client_certs", d.cfg.TLSClientCA != ""))...)
+	}
 	if cl := d.nodes; cl != nil {
 		d.log.Info("cluster node", zap.String("node", cl.b.Node()), zap.String("nats", cl.where), zap.String("prefix", d.cfg.NATSPrefix))
 	}
@@ -179,13 +198,25 @@ func (d *daemon) serve() error {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sig)
+	var hup chan os.Signal // SIGHUP reloads the certificate
+	if d.certs != nil {
+		hup = make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+	}
 	done := make(chan error, 1)
 	go func() { done <- d.engine.Run() }()
-	select {
-	case err := <-done:
-		return fmt.Errorf("engine on %s: %w", d.cfg.Addr, err)
-	case s := <-sig:
-		d.log.Info("signal received, closing connections", zap.String("signal", s.String()))
+wait:
+	for {
+		select {
+		case err := <-done:
+			return fmt.Errorf("engine on %s: %w", d.cfg.Addr, err)
+		case <-hup:
+			d.certs.reload(d.log)
+		case s := <-sig:
+			d.log.Info("signal received, closing connections", zap.String("signal", s.String()))
+			break wait
+		}
 	}
 	if adminSrv != nil {
 		_ = adminSrv.Close()
