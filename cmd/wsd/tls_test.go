@@ -8,12 +8,21 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/wsdproject/wsd/internal/wstest"
 )
 
 // testCA is a certificate authority made for a test: ECDSA P-256.
@@ -177,4 +186,278 @@ func TestConfigTLS(t *testing.T) {
 		len(opts.TLSAddrs) != 1 || opts.TLSAddrs[0] != "127.0.0.1:8443" {
 		t.Errorf("engine options: TLS %+v, MaxTLSHandshakes %d, TLSAddrs %q", opts.TLS, opts.MaxTLSHandshakes, opts.TLSAddrs)
 	}
+}
+
+// clientCert is a tls.Certificate for cn from ca.
+func (ca *testCA) clientCert(t testing.TB, cn string) tls.Certificate {
+	t.Helper()
+	c, k := ca.issue(t, cn, true)
+	cert, err := tls.X509KeyPair(c, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
+}
+
+// dialWSS opens a wss connection to addr+path trusting ca, with cfg's
+// client certificates and versions if cfg is not nil.
+func dialWSS(t *testing.T, addr, path string, ca *testCA, cfg *tls.Config) (*websocket.Conn, error) {
+	t.Helper()
+	if cfg == nil {
+		cfg = &tls.Config{}
+	}
+	cfg.RootCAs = ca.pool
+	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, TLSClientConfig: cfg}
+	c, _, err := d.Dial("wss://"+addr+path, nil)
+	if err == nil {
+		t.Cleanup(func() { c.Close() })
+	}
+	return c, err
+}
+
+// mustDialWSS is dialWSS that fails the test on an error.
+func mustDialWSS(t *testing.T, addr, path string, ca *testCA, cfg *tls.Config) *websocket.Conn {
+	t.Helper()
+	c, err := dialWSS(t, addr, path, ca, cfg)
+	if err != nil {
+		t.Fatalf("wss://%s%s: %v", addr, path, err)
+	}
+	return c
+}
+
+// roundTrip sends msg on c and reads until a message of from that holds
+// msg arrives.
+func roundTrip(t *testing.T, c, from *websocket.Conn, msg string) {
+	t.Helper()
+	if err := c.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	_ = from.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		_, got, err := from.ReadMessage()
+		if err != nil {
+			t.Fatalf("reading %q: %v", msg, err)
+		}
+		if strings.Contains(string(got), msg) {
+			return
+		}
+	}
+}
+
+// tlsFiles writes a server certificate for localhost from a new test CA
+// to a temporary directory.
+func tlsFiles(t *testing.T) (ca *testCA, certFile, keyFile string) {
+	ca = newTestCA(t, "wsd test CA")
+	certFile, keyFile = serverFiles(t, ca, t.TempDir(), "localhost")
+	return ca, certFile, keyFile
+}
+
+// TestDaemonWSS: echo and chat over wss through the daemon, and the demo
+// page over https on the same port.
+func TestDaemonWSS(t *testing.T) {
+	ca, cert, key := tlsFiles(t)
+	t.Run("echo", func(t *testing.T) {
+		d := wstest.StartDaemon(t, "-mode", "echo", "-tls-cert", cert, "-tls-key", key)
+		c := mustDialWSS(t, d.Addr, "/", ca, nil)
+		roundTrip(t, c, c, "hello over TLS")
+		big := strings.Repeat("x", 100<<10) // several records each way
+		roundTrip(t, c, c, big)
+	})
+	t.Run("chat", func(t *testing.T) {
+		d := wstest.StartDaemon(t, "-mode", "chat", "-tls-cert", cert, "-tls-key", key)
+		a := mustDialWSS(t, d.Addr, "/room", ca, nil)
+		b := mustDialWSS(t, d.Addr, "/room", ca, nil)
+		roundTrip(t, a, b, "from a to b")
+		roundTrip(t, b, a, "from b to a")
+
+		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool}}}
+		defer client.CloseIdleConnections()
+		resp, err := client.Get("https://" + d.Addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), "<html") || resp.TLS == nil {
+			t.Errorf("GET / over TLS: %d, TLS %v, body %.80q", resp.StatusCode, resp.TLS != nil, body)
+		}
+	})
+}
+
+// TestDaemonTLSAddr: -tls-addr serves wss next to the plain -addr.
+func TestDaemonTLSAddr(t *testing.T) {
+	ca, cert, key := tlsFiles(t)
+	tlsAddr := wstest.FreeAddr(t)
+	d := wstest.StartDaemon(t, "-mode", "echo", "-tls-cert", cert, "-tls-key", key, "-tls-addr", tlsAddr)
+	plain, _, err := (&websocket.Dialer{HandshakeTimeout: 5 * time.Second}).Dial("ws://"+d.Addr+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	roundTrip(t, plain, plain, "plain")
+	c := mustDialWSS(t, tlsAddr, "/", ca, nil)
+	roundTrip(t, c, c, "over TLS")
+	if _, err := dialWSS(t, d.Addr, "/", ca, nil); err == nil {
+		t.Error("wss on the plain -addr: no error")
+	}
+}
+
+// TestDaemonMutualTLS: with -tls-client-ca a client with a certificate of
+// that CA is served (its subject logged at debug level); one without a
+// certificate, or with one of another CA, is refused.
+func TestDaemonMutualTLS(t *testing.T) {
+	ca, cert, key := tlsFiles(t)
+	clients := newTestCA(t, "client CA")
+	caFile := writeFile(t, t.TempDir(), "clients.pem", clients.pem)
+	d := wstest.StartDaemon(t, "-mode", "echo", "-tls-cert", cert, "-tls-key", key, "-tls-client-ca", caFile, "-log-level", "debug")
+
+	c := mustDialWSS(t, d.Addr, "/", ca, &tls.Config{Certificates: []tls.Certificate{clients.clientCert(t, "alice")}})
+	roundTrip(t, c, c, "mutual")
+	// The output reaches the test through a pipe: it may lag.
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(d.Output(), "CN=alice"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the client's subject is not logged")
+		}
+	}
+	if _, err := dialWSS(t, d.Addr, "/", ca, nil); err == nil {
+		t.Error("no client certificate: no error")
+	}
+	if _, err := dialWSS(t, d.Addr, "/", ca, &tls.Config{Certificates: []tls.Certificate{ca.clientCert(t, "mallory")}}); err == nil {
+		t.Error("a client certificate of another CA: no error")
+	}
+}
+
+// TestDaemonTLSMinVersion: -tls-min-version 1.3 refuses a TLS 1.2 client.
+func TestDaemonTLSMinVersion(t *testing.T) {
+	ca, cert, key := tlsFiles(t)
+	d := wstest.StartDaemon(t, "-mode", "echo", "-tls-cert", cert, "-tls-key", key, "-tls-min-version", "1.3")
+	if _, err := dialWSS(t, d.Addr, "/", ca, &tls.Config{MaxVersion: tls.VersionTLS12}); err == nil {
+		t.Error("a TLS 1.2 client: no error")
+	}
+	c := mustDialWSS(t, d.Addr, "/", ca, nil)
+	roundTrip(t, c, c, "1.3")
+}
+
+// TestDaemonTLSConfigErrors: the TLS configuration errors exit 2, naming
+// the flag, before anything starts.
+func TestDaemonTLSConfigErrors(t *testing.T) {
+	_, cert, key := tlsFiles(t)
+	dir := t.TempDir()
+	_, otherKey := newTestCA(t, "other").issue(t, "other", false)
+	otherKeyFile := writeFile(t, dir, "other-key.pem", otherKey)
+	cases := []struct {
+		name   string
+		args   []string
+		stderr string
+	}{
+		{"missing key", []string{"-tls-cert", cert}, "wsd: -tls-cert " + cert + " needs -tls-key, its private key\n"},
+		{"unreadable file", []string{"-tls-cert", cert, "-tls-key", filepath.Join(dir, "nope.pem")},
+			`wsd: -tls-key: invalid file "` + filepath.Join(dir, "nope.pem") + `": want a readable PEM private key file (no such file or directory)` + "\n"},
+		{"mismatch", []string{"-tls-cert", cert, "-tls-key", otherKeyFile},
+			"wsd: -tls-cert " + cert + " and -tls-key " + otherKeyFile + " do not go together: tls: private key does not match public key\n"},
+		{"version", []string{"-tls-cert", cert, "-tls-key", key, "-tls-min-version", "1.0"}, `wsd: -tls-min-version: invalid TLS version "1.0": want 1.2 or 1.3` + "\n"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			status, _, stderr := runDaemon(t, append([]string{"-addr", wstest.FreeAddr(t), "-admin-addr="}, tc.args...), nil)
+			if status != exitConfig || stderr != tc.stderr {
+				t.Errorf("exit status %d, stderr:\n%s\nwant 2 and:\n%s", status, stderr, tc.stderr)
+			}
+		})
+	}
+}
+
+// servedCN is the common name of the certificate a new TLS connection to
+// addr gets.
+func servedCN(t *testing.T, addr string, ca *testCA) string {
+	t.Helper()
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{RootCAs: ca.pool, ServerName: "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0].Subject.CommonName
+}
+
+// TestDaemonCertificateReload: SIGHUP makes new connections get the new
+// certificate while open ones keep going; a pair that does not load is
+// logged and the certificate in use kept.
+func TestDaemonCertificateReload(t *testing.T) {
+	ca := newTestCA(t, "wsd test CA")
+	dir := t.TempDir()
+	cert, key := serverFiles(t, ca, dir, "A")
+	addr := wstest.FreeAddr(t)
+	// The daemon is started here rather than by wstest.StartDaemon, for
+	// its process to signal; its output goes to a file.
+	logFile, err := os.Create(filepath.Join(t.TempDir(), "wsd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	output := func() string { b, _ := os.ReadFile(logFile.Name()); return string(b) }
+	cmd := exec.Command(wstest.DaemonBinary(t), "-addr", addr, "-admin-addr=", "-reuse-port=false", "-mode", "echo", "-tls-cert", cert, "-tls-key", key)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("wsd output:\n%s", output())
+		}
+	})
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("wsd did not start:\n%s", output())
+		}
+	}
+
+	if cn := servedCN(t, addr, ca); cn != "A" {
+		t.Fatalf("served %q, want A", cn)
+	}
+	old := mustDialWSS(t, addr, "/", ca, nil)
+	roundTrip(t, old, old, "before")
+
+	// hup sends SIGHUP and waits for the log line logged.
+	hup := func(logged string) {
+		t.Helper()
+		n := strings.Count(output(), logged)
+		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(5 * time.Second); strings.Count(output(), logged) == n; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q after SIGHUP", logged)
+			}
+		}
+	}
+	serverFiles(t, ca, dir, "B")
+	hup("certificate reloaded")
+	if cn := servedCN(t, addr, ca); cn != "B" {
+		t.Errorf("after the reload: served %q, want B", cn)
+	}
+	roundTrip(t, old, old, "after")
+	c := mustDialWSS(t, addr, "/", ca, nil)
+	roundTrip(t, c, c, "new")
+
+	// A key that does not go with the certificate: B stays.
+	_, otherKey := ca.issue(t, "C", false)
+	writeFile(t, dir, "key.pem", otherKey)
+	hup("certificate reload failed")
+	if cn := servedCN(t, addr, ca); cn != "B" {
+		t.Errorf("after a failed reload: served %q, want B", cn)
+	}
+	roundTrip(t, old, old, "still")
 }
