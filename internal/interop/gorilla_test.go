@@ -554,12 +554,13 @@ func TestGorillaIdleTimeout(t *testing.T) {
 
 	t.Run("active-client-kept", func(t *testing.T) {
 		t.Parallel()
-		d := wstest.StartDaemon(t, "-mode", "echo", "-ping-interval", "0", "-idle-timeout", "500ms")
+		d := wstest.StartDaemon(t, "-mode", "echo", "-ping-interval", "0", "-idle-timeout", "1s")
 		c, _ := dialGorilla(t, gorillaDialer(nil), echoURL(d), nil)
-		// 1.5 s, three idle timeouts, sending every 150 ms.
-		for i := range 10 {
+		// 3 s, three idle timeouts, sending every 100 ms: a loaded machine
+		// may stretch a gap several times over and still stay under 1 s.
+		for i := range 30 {
 			gorillaEcho(t, c, websocket.TextMessage, []byte(fmt.Sprintf("tick %d", i)))
-			time.Sleep(150 * time.Millisecond)
+			time.Sleep(100 * time.Millisecond)
 		}
 	})
 
