@@ -15,8 +15,8 @@ import (
 // The known allocations of one Publish to one event loop, whatever the
 // number of subscribers:
 const (
-	// publishAllocs: Publish's one-topic slice (hub.go) escapes.
-	publishAllocs = 1
+	// publishAllocs: allocations per Publish besides waking the loop.
+	publishAllocs = 0
 	// wakeAllocs: waking the loop with gnet's Execute (the engine's
 	// doorbell) allocates its closure and its queue node. A publish finds
 	// the doorbell already rung, and wakes nothing itself, when the

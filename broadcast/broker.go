@@ -77,11 +77,11 @@ var ErrBrokerUnavailable = errors.New("broadcast: broker unavailable")
 // deliverFromBroker fans a message that came through the Broker out to this
 // node's subscribers. Any goroutine.
 func (h *Hub) deliverFromBroker(bm *BrokerMessage) {
-	m := Message{Topics: bm.Topics, Op: bm.Op, Payload: bm.Payload}
+	var exclude uint64
 	if bm.Origin == h.node {
-		m.Exclude = bm.Exclude
+		exclude = bm.Exclude
 	}
-	h.publish(m, nil)
+	h.publish(bm.Topics, bm.Op, bm.Payload, exclude, nil)
 }
 
 // toBroker hands m to the Broker, and with wait waits until the broker

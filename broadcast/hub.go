@@ -165,9 +165,16 @@ var (
 // Publish sends payload to every subscriber of topic and returns the number
 // of subscribers at the time of the call. Any goroutine; payload is copied.
 func (h *Hub) Publish(topic string, op codec.OpCode, payload []byte) int {
+	if h.opts.Broker != nil {
+		return h.PublishMessage(Message{Topics: []string{topic}, Op: op, Payload: payload})
+	}
+	// Without a broker the topic stays on the stack: publish keeps no
+	// reference to its topics (the payload is what escapes, to the
+	// compressor).
 	var one [1]string
 	one[0] = topic
-	return h.PublishMessage(Message{Topics: one[:], Op: op, Payload: payload})
+	n, _ := h.publish(one[:], op, payload, 0, nil)
+	return n
 }
 
 // PublishMessage sends m (see Message) and returns the number of
@@ -187,7 +194,7 @@ func (h *Hub) PublishMessage(m Message) int {
 		n, _ := h.toBroker(context.Background(), m, false)
 		return n
 	}
-	n, _ := h.publish(m, nil)
+	n, _ := h.publish(m.Topics, m.Op, m.Payload, m.Exclude, nil)
 	return n
 }
 
@@ -218,7 +225,7 @@ func (h *Hub) PublishWait(ctx context.Context, m Message) (Result, error) {
 		return Result{Subscriptions: n}, err
 	}
 	res := &pubResult{done: make(chan struct{})}
-	n, ok := h.publish(m, res)
+	n, ok := h.publish(m.Topics, m.Op, m.Payload, m.Exclude, res)
 	if !ok {
 		return Result{Subscriptions: n, Overloaded: int(res.overloaded.Load())}, nil
 	}
@@ -242,11 +249,11 @@ type pubResult struct {
 	done                                chan struct{} // closed when the last loop released the message
 }
 
-// publish sends m; res, if not nil, gathers what the loops did. It returns
-// the subscription count and whether any loop was given the message (when
-// not, res.done is never closed).
-func (h *Hub) publish(m Message, res *pubResult) (int, bool) {
-	if m.Op != codec.OpText && m.Op != codec.OpBinary {
+// publish sends a message (see Message) in this process; res, if not nil,
+// gathers what the loops did. It returns the subscription count and whether
+// any loop was given the message (when not, res.done is never closed).
+func (h *Hub) publish(topics []string, op codec.OpCode, payload []byte, exclude uint64, res *pubResult) (int, bool) {
+	if op != codec.OpText && op != codec.OpBinary {
 		return 0, false
 	}
 	var (
@@ -257,7 +264,7 @@ func (h *Hub) publish(m Message, res *pubResult) (int, bool) {
 		zip   bool // some subscriber takes compressed frames
 	)
 	h.mu.RLock()
-	for _, name := range m.Topics {
+	for _, name := range topics {
 		t := h.topics[name]
 		if t == nil {
 			continue
@@ -265,12 +272,12 @@ func (h *Hub) publish(m Message, res *pubResult) (int, bool) {
 		total += int(t.count.Load())
 		for _, lt := range *t.sets.Load() {
 			if msg == nil {
-				msg = h.newMessage(m.Op, m.Payload)
+				msg = h.newMessage(op, payload)
 			}
-			if t.deflated.Load() > 0 && len(m.Payload) >= h.opts.CompressThreshold {
+			if t.deflated.Load() > 0 && len(payload) >= h.opts.CompressThreshold {
 				zip = true
 			}
-			ds = addDelivery(ds, lt, msg, m.Exclude)
+			ds = addDelivery(ds, lt, msg, exclude)
 		}
 	}
 	h.mu.RUnlock()
@@ -278,7 +285,7 @@ func (h *Hub) publish(m Message, res *pubResult) (int, bool) {
 	if msg == nil {
 		return total, false
 	}
-	if zip && msg.compress(m.Op, m.Payload, h.opts.CompressLevel) { // once, for every loop
+	if zip && msg.compress(op, payload, h.opts.CompressLevel) { // once, for every loop
 		h.compressed.Add(1)
 	}
 	msg.res = res
