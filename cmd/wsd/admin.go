@@ -283,7 +283,7 @@ var (
 	descWrites     = prometheus.NewDesc("wsd_socket_writes_total", "Write or writev calls that carried the sent frames (frames per call is the batching).", nil, nil)
 	descCloses     = prometheus.NewDesc("wsd_closes_total", "Connections ended, by close code (1006: without a close handshake; 3xxx, 4xxx, other: codes RFC 6455 does not define).", []string{"code"}, nil)
 	descPublished  = prometheus.NewDesc("wsd_published_total", "Publish calls.", nil, nil)
-	descCompressed = prometheus.NewDesc("wsd_published_compressed_total", "Publishes compressed (permessage-deflate), once each for all the subscribers that negotiated it; counted when tried, also when the result was not smaller and went out plain.", nil, nil)
+	descCompressed = prometheus.NewDesc("wsd_published_compressed_total", "Publishes sent compressed (permessage-deflate), compressed once each for all the subscribers that negotiated it; one whose compressed form was not smaller goes out plain and is not counted.", nil, nil)
 	descDelivered  = prometheus.NewDesc("wsd_delivered_total", "Broadcast frames handed to sockets.", nil, nil)
 	descDropped    = prometheus.NewDesc("wsd_dropped_total", "Broadcast frames skipped for slow consumers.", nil, nil)
 	descSlowClosed = prometheus.NewDesc("wsd_slow_closed_total", "Connections closed as slow consumers.", nil, nil)

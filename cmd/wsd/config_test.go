@@ -541,7 +541,7 @@ func TestConfigLimits(t *testing.T) {
 		{flag: "max-queued", text: "-1", kind: "size", why: sizeWant},
 
 		{flag: "compression", text: "off", get: func(o opts) any { return o.e.Compression.Off }, want: true},
-		{flag: "compression", text: "false", get: func(o opts) any { return o.h.CompressThreshold }, want: -1},
+		{flag: "compression", text: "false", get: func(o opts) any { return o.e.Compression.Off }, want: true},
 		{flag: "compression", text: "on", get: func(o opts) any { return o.e.Compression.Off }, want: false},
 		{flag: "compression", text: "deflate", kind: "boolean", why: "want true or false (or yes/no, on/off, 1/0)"},
 
@@ -553,9 +553,9 @@ func TestConfigLimits(t *testing.T) {
 
 		{flag: "compression-threshold", text: "1KiB", get: func(o opts) any { return o.e.Compression.Threshold }, want: 1024},
 		{flag: "compression-threshold", text: "1KiB", get: func(o opts) any { return o.h.CompressThreshold }, want: 1024},
-		// 0 is every message, not off: -1 for the engine, 1 for the hub.
+		// 0 is every message, not off: a negative threshold for the engine and the hub alike.
 		{flag: "compression-threshold", text: "0", get: func(o opts) any { return o.e.Compression.Threshold }, want: -1},
-		{flag: "compression-threshold", text: "0", get: func(o opts) any { return o.h.CompressThreshold }, want: 1},
+		{flag: "compression-threshold", text: "0", get: func(o opts) any { return o.h.CompressThreshold }, want: -1},
 		{flag: "compression-threshold", text: "1", get: func(o opts) any { return o.h.CompressThreshold }, want: 1},
 		{flag: "compression-threshold", text: "-1", kind: "size", why: sizeWant},
 

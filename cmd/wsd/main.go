@@ -300,15 +300,10 @@ func hubOptions(cfg *config) broadcast.Options {
 		MaxSubscriptions: offIfZero(cfg.MaxSubscriptions),
 		MaxQueued:        offIfZero(cfg.MaxQueued),
 		// A publish is compressed once, with the settings of the engine's
-		// writes, for the subscribers that negotiated permessage-deflate.
-		// The hub reads a negative threshold as "never", so the daemon's 0
-		// (every message) is 1 there: an empty message never compresses
-		// smaller anyway.
-		CompressThreshold: max(1, int(cfg.CompressionThreshold)),
+		// writes, for the subscribers that negotiated permessage-deflate
+		// (with -compression=false none does, and the hub compresses nothing).
+		CompressThreshold: compressionThreshold(cfg),
 		CompressLevel:     cfg.CompressionLevel,
-	}
-	if !cfg.Compression {
-		o.CompressThreshold = -1 // no subscriber has it; the hub need not look
 	}
 	if cfg.SlowPolicy == "close" {
 		o.Policy = broadcast.Close
