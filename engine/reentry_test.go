@@ -88,14 +88,6 @@ func (r *relay) OnClose(c *engine.Conn, err error) {
 	}
 }
 
-// blockLoop holds a loop until release is closed.
-type blockLoop struct{ held, release chan struct{} }
-
-func (b *blockLoop) Run(*engine.Loop) {
-	close(b.held)
-	<-b.release
-}
-
 // TestOnCloseNotNested: OnMessage(A) writes to B whose peer has reset; gnet
 // closes B inside that write. B's OnClose must run after OnMessage(A)
 // returns, not nested in it ("one at a time per loop").
@@ -111,16 +103,14 @@ func TestOnCloseNotNested(t *testing.T) {
 	// Hold the loop while A's message arrives and then B's peer resets, so
 	// that the loop sees A's input first and finds B's socket reset when it
 	// writes to it.
-	b := &blockLoop{held: make(chan struct{}), release: make(chan struct{})}
-	r.conn("/from").Loop().Post(b)
-	<-b.held
+	release := hold(r.conn("/from").Loop())
 	from.WriteFrames(wstest.Text("to B"))
 	tc := to.Conn.(*net.TCPConn)
 	if err := tc.SetLinger(0); err != nil {
 		t.Fatal(err)
 	}
 	_ = tc.Close() // RST
-	close(b.release)
+	close(release)
 
 	select {
 	case err := <-r.writeErr:
