@@ -214,6 +214,12 @@ func Dial(t testing.TB, addr string) *Client {
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
 	}
+	return NewClient(t, conn)
+}
+
+// NewClient is a Client over conn, an open connection of any kind (a
+// *tls.Conn for wss). conn is closed when the test ends.
+func NewClient(t testing.TB, conn net.Conn) *Client {
 	c := &Client{T: t, Conn: conn, Timeout: DefaultTimeout, r: bufio.NewReaderSize(conn, 64<<10)}
 	t.Cleanup(func() {
 		conn.Close()
