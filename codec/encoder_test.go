@@ -146,7 +146,7 @@ func TestHeaderEncoderZeroAllocs(t *testing.T) {
 
 // The pooled AppendFrame writes what an owned encoder writes, without
 // allocating once the pool is warm.
-func TestAppendFramePooled(t *testing.T) {
+func TestAppendFramePooledZeroAllocs(t *testing.T) {
 	payload := bytes.Repeat([]byte{'p'}, 300)
 	want := new(HeaderEncoder).AppendFrame(nil, OpBinary, payload)
 	if got := AppendFrame(nil, OpBinary, payload); !bytes.Equal(got, want) {
