@@ -1,7 +1,8 @@
-// Package conformance drives the wsd echo daemon with a raw TCP client through
-// cases modelled on the Autobahn|Testsuite (groups 1 framing, 2 ping/pong,
-// 3 reserved bits, 4 opcodes, 5 fragmentation, 6 UTF-8, 7 close, 9 limits,
-// 10 misc) plus a handshake group H.
+// Package conformance drives the wsd echo daemon with a raw client, over
+// TCP (ws) and over TLS (wss), through cases modelled on the
+// Autobahn|Testsuite (groups 1 framing, 2 ping/pong, 3 reserved bits,
+// 4 opcodes, 5 fragmentation, 6 UTF-8, 7 close, 9 limits, 10 misc) plus a
+// handshake group H.
 //
 // Case ids follow Autobahn where Autobahn has the case. Cases Autobahn does
 // not have use either a suffix on the Autobahn id for a variant of it
@@ -10,8 +11,9 @@
 // Autobahn does not use (1.3.x, 1.4.x, 1.5.x, 3.8.x, 9.9.x, ...); each group
 // file lists them.
 //
-// One daemon ("wsd -mode echo") serves the whole package; every case opens
-// its own connection.
+// One daemon ("wsd -mode echo") serves the whole package over ws and wss
+// (transport_test.go): every case runs once per transport and opens its own
+// connection.
 package conformance
 
 import (
@@ -30,7 +32,7 @@ import (
 
 var (
 	daemonOnce     sync.Once
-	daemon         *wstest.Daemon
+	daemon         *server
 	daemonErr      string
 	daemonCleanups []func()
 	daemonMu       sync.Mutex
@@ -55,6 +57,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "wsd output (tail):\n%s\n", out)
 	}
 	stopDaemon()
+	removeCert()
 	wstest.CleanupBinary()
 	os.Exit(code)
 }
@@ -95,10 +98,9 @@ func (mainTB) Cleanup(f func()) {
 	daemonCleanups = append(daemonCleanups, f)
 }
 
-// daemonAddr starts the shared echo daemon on first use and returns its
-// address; it fails the test if the daemon could not be started or has
-// exited since.
-func daemonAddr(t testing.TB) string {
+// sharedServer starts the shared echo daemon on first use and returns it;
+// it fails the test if the daemon could not be started or has exited since.
+func sharedServer(t testing.TB) *server {
 	t.Helper()
 	daemonOnce.Do(func() {
 		defer func() {
@@ -110,7 +112,7 @@ func daemonAddr(t testing.TB) string {
 				panic(r)
 			}
 		}()
-		daemon = wstest.StartDaemon(mainTB{}, "-mode", "echo")
+		daemon = startServer(mainTB{}, "-mode", "echo")
 	})
 	if daemonErr != "" {
 		t.Fatalf("starting wsd: %s", daemonErr)
@@ -118,7 +120,7 @@ func daemonAddr(t testing.TB) string {
 	if daemon.Exited() {
 		t.Fatalf("wsd has exited; output:\n%s", tail(daemon.Output(), 4096))
 	}
-	return daemon.Addr
+	return daemon
 }
 
 func tail(s string, n int) string {
@@ -137,22 +139,6 @@ func checkDaemonAlive(t testing.TB) {
 	})
 }
 
-// dial opens a raw TCP connection to the daemon (no handshake).
-func dial(t testing.TB) *wstest.Client {
-	t.Helper()
-	addr := daemonAddr(t)
-	checkDaemonAlive(t)
-	return wstest.Dial(t, addr)
-}
-
-// open opens a connection to the daemon and completes the handshake.
-func open(t testing.TB) *wstest.Client {
-	t.Helper()
-	c := dial(t)
-	c.Handshake("/")
-	return c
-}
-
 // parallel marks a subtest parallel; all cases but the big ones of group 9
 // run this way (at most GOMAXPROCS at a time).
 func parallel(t *testing.T) { t.Parallel() }
@@ -165,8 +151,8 @@ type scriptCase struct {
 	run  func(t *testing.T, c *wstest.Client)
 }
 
-// runScripts runs each case as a parallel subtest named by its id.
-func runScripts(t *testing.T, cases []scriptCase) {
+// runScripts runs each case over tr as a parallel subtest named by its id.
+func runScripts(t *testing.T, tr *transport, cases []scriptCase) {
 	t.Helper()
 	seen := map[string]bool{}
 	for _, tc := range cases {
@@ -177,7 +163,7 @@ func runScripts(t *testing.T, cases []scriptCase) {
 		t.Run(tc.id, func(t *testing.T) {
 			parallel(t)
 			t.Log(tc.desc)
-			c := open(t)
+			c := tr.open(t)
 			tc.run(t, c)
 		})
 	}

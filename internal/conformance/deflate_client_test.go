@@ -478,11 +478,11 @@ func upgradeDeflate(c *ws.Client, offers ...string) *deflateConn {
 	return d
 }
 
-// openDeflate opens a connection to the shared daemon offering
+// openDeflate opens a connection over tr to the shared daemon offering
 // permessage-deflate with offers (one header line each).
-func openDeflate(t *testing.T, offers ...string) *deflateConn {
+func openDeflate(t *testing.T, tr *transport, offers ...string) *deflateConn {
 	t.Helper()
-	return upgradeDeflate(dial(t), offers...)
+	return upgradeDeflate(tr.dial(t), offers...)
 }
 
 // expectAnswer fails the test unless the server answered exactly want

@@ -102,41 +102,43 @@ var (
 )
 
 func TestConformanceDeflateNegotiation(t *testing.T) {
-	json := deflateSets()[0]
-	for i, tc := range negotiateAccepted {
-		want := answerBase
-		if tc.bits > 0 {
-			want = fmt.Sprintf(answerBits, tc.bits)
-		}
-		t.Run(fmt.Sprintf("13.8.%d", i+1), func(t *testing.T) {
-			parallel(t)
-			t.Logf("%s: offer %q -> %q", tc.desc, tc.offers, want)
-			d := openDeflate(t, tc.offers...)
-			d.expectAnswer(want)
-			sizes := []int{256, 4096}
-			if tc.bits > 0 && tc.bits < 15 {
-				sizes = append(sizes, 1<<tc.bits, 1<<tc.bits+1)
+	eachTransport(t, func(t *testing.T, tr *transport) {
+		json := deflateSets()[0]
+		for i, tc := range negotiateAccepted {
+			want := answerBase
+			if tc.bits > 0 {
+				want = fmt.Sprintf(answerBits, tc.bits)
 			}
-			slices.Sort(sizes)
-			for k, n := range slices.Compact(sizes) {
-				p := json.message(n, k)
+			t.Run(fmt.Sprintf("13.8.%d", i+1), func(t *testing.T) {
+				parallel(t)
+				t.Logf("%s: offer %q -> %q", tc.desc, tc.offers, want)
+				d := openDeflate(t, tr, tc.offers...)
+				d.expectAnswer(want)
+				sizes := []int{256, 4096}
+				if tc.bits > 0 && tc.bits < 15 {
+					sizes = append(sizes, 1<<tc.bits, 1<<tc.bits+1)
+				}
+				slices.Sort(sizes)
+				for k, n := range slices.Compact(sizes) {
+					p := json.message(n, k)
+					d.sendMessage(json.op, p, nil, flate.BestSpeed, 0)
+					d.expectMessage(json.op, p)
+				}
+				d.logStats()
+				d.CloseHandshake()
+			})
+		}
+		for i, tc := range negotiateDeclined {
+			t.Run(fmt.Sprintf("13.9.%d", i+1), func(t *testing.T) {
+				parallel(t)
+				t.Logf("%s: offer %q -> declined", tc.desc, tc.offers)
+				d := openDeflate(t, tr, tc.offers...)
+				d.expectAnswer("")
+				p := json.message(1024, i)
 				d.sendMessage(json.op, p, nil, flate.BestSpeed, 0)
 				d.expectMessage(json.op, p)
-			}
-			d.logStats()
-			d.CloseHandshake()
-		})
-	}
-	for i, tc := range negotiateDeclined {
-		t.Run(fmt.Sprintf("13.9.%d", i+1), func(t *testing.T) {
-			parallel(t)
-			t.Logf("%s: offer %q -> declined", tc.desc, tc.offers)
-			d := openDeflate(t, tc.offers...)
-			d.expectAnswer("")
-			p := json.message(1024, i)
-			d.sendMessage(json.op, p, nil, flate.BestSpeed, 0)
-			d.expectMessage(json.op, p)
-			d.CloseHandshake()
-		})
-	}
+				d.CloseHandshake()
+			})
+		}
+	})
 }

@@ -76,10 +76,10 @@ var deflateOffers13 = []struct{ offer, answer string }{
 var deflateSubset13 = []int{1, 3, 4, 5, 8, 11, 16}
 
 // runDeflateEcho runs one 12.x.y or 13.x.y case.
-func runDeflateEcho(t *testing.T, set *deflateSet, offer, answer string, size, frag int) {
+func runDeflateEcho(t *testing.T, tr *transport, set *deflateSet, offer, answer string, size, frag int) {
 	t.Logf("%d compressed %s messages of %d bytes, fragments of %d bytes of the compressed payload (0: none); offer %q",
 		deflateEchoCount, set.desc, size, frag, offer)
-	d := openDeflate(t, offer)
+	d := openDeflate(t, tr, offer)
 	d.expectAnswer(answer)
 	for i := range deflateEchoCount {
 		p, z := set.sample(size, i%len(deflateLevels))
@@ -91,25 +91,29 @@ func runDeflateEcho(t *testing.T, set *deflateSet, offer, answer string, size, f
 }
 
 func TestConformanceDeflate12(t *testing.T) {
-	for _, set := range deflateSets() {
-		for y, c := range deflateCases {
-			t.Run(fmt.Sprintf("12.%d.%d", set.group, y+1), func(t *testing.T) {
-				parallel(t)
-				runDeflateEcho(t, set, deflateOffer12, answerBase, c.size, c.frag)
-			})
+	eachTransport(t, func(t *testing.T, tr *transport) {
+		for _, set := range deflateSets() {
+			for y, c := range deflateCases {
+				t.Run(fmt.Sprintf("12.%d.%d", set.group, y+1), func(t *testing.T) {
+					parallel(t)
+					runDeflateEcho(t, tr, set, deflateOffer12, answerBase, c.size, c.frag)
+				})
+			}
 		}
-	}
+	})
 }
 
 func TestConformanceDeflate13(t *testing.T) {
-	json := deflateSets()[0]
-	for x, o := range deflateOffers13 {
-		for _, y := range deflateSubset13 {
-			c := deflateCases[y-1]
-			t.Run(fmt.Sprintf("13.%d.%d", x+1, y), func(t *testing.T) {
-				parallel(t)
-				runDeflateEcho(t, json, o.offer, o.answer, c.size, c.frag)
-			})
+	eachTransport(t, func(t *testing.T, tr *transport) {
+		json := deflateSets()[0]
+		for x, o := range deflateOffers13 {
+			for _, y := range deflateSubset13 {
+				c := deflateCases[y-1]
+				t.Run(fmt.Sprintf("13.%d.%d", x+1, y), func(t *testing.T) {
+					parallel(t)
+					runDeflateEcho(t, tr, json, o.offer, o.answer, c.size, c.frag)
+				})
+			}
 		}
-	}
+	})
 }

@@ -37,107 +37,109 @@ const bigTimeout = 30 * time.Second
 //     announcing 8 MiB + 1 -> 1009 before its payload is sent.
 //   - 9.9.5: a 16 MiB text message in 4 fragments of 4 MiB -> one echo.
 func TestConformanceLimits(t *testing.T) {
-	type bigCase struct {
-		id   string
-		op   byte
-		n    int // message size
-		frag int // fragment size, 0 = one frame
-		chop int // write size, 0 = one write
-	}
-	var cases []bigCase
-	ops := []byte{ws.OpText, ws.OpBinary}
-	for g, op := range ops {
-		for i, n := range []int{64 << 10, 256 << 10, 1 << 20, 4 << 20, 8 << 20, 16 << 20} {
-			cases = append(cases, bigCase{fmt.Sprintf("9.%d.%d", 1+g, i+1), op, n, 0, 0})
+	eachTransport(t, func(t *testing.T, tr *transport) {
+		type bigCase struct {
+			id   string
+			op   byte
+			n    int // message size
+			frag int // fragment size, 0 = one frame
+			chop int // write size, 0 = one write
 		}
-	}
-	for g, op := range ops {
-		for i, fs := range []int{64, 256, 1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20} {
-			cases = append(cases, bigCase{fmt.Sprintf("9.%d.%d", 3+g, i+1), op, 4 << 20, fs, 0})
-		}
-	}
-	for g, op := range ops {
-		for i, cs := range []int{64, 128, 256, 512, 1024, 2048} {
-			cases = append(cases, bigCase{fmt.Sprintf("9.%d.%d", 5+g, i+1), op, 1 << 20, 0, cs})
-		}
-	}
-	cases = append(cases, bigCase{"9.9.5", ws.OpText, 16 << 20, 4 << 20, 0})
-
-	payloadFor := func(op byte, n int) []byte {
-		if op == ws.OpText {
-			return textPayload(n)
-		}
-		return binaryPayload(n)
-	}
-	for _, tc := range cases {
-		t.Run(tc.id, func(t *testing.T) {
-			t.Logf("%s message of %s, fragments %s, chops %s -> one echo", ws.OpcodeName(tc.op), fmtSize(tc.n), fmtSize(tc.frag), fmtSize(tc.chop))
-			c := open(t)
-			c.Timeout = bigTimeout
-			p := payloadFor(tc.op, tc.n)
-			var b []byte
-			if tc.frag > 0 {
-				b = ws.Concat(ws.Fragments(tc.op, p, tc.frag)...)
-			} else {
-				b = ws.Msg(tc.op, p).Bytes()
+		var cases []bigCase
+		ops := []byte{ws.OpText, ws.OpBinary}
+		for g, op := range ops {
+			for i, n := range []int{64 << 10, 256 << 10, 1 << 20, 4 << 20, 8 << 20, 16 << 20} {
+				cases = append(cases, bigCase{fmt.Sprintf("9.%d.%d", 1+g, i+1), op, n, 0, 0})
 			}
-			start := time.Now()
-			if tc.chop > 0 {
-				c.WriteChopped(b, tc.chop)
-			} else {
-				c.Write(b)
+		}
+		for g, op := range ops {
+			for i, fs := range []int{64, 256, 1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20} {
+				cases = append(cases, bigCase{fmt.Sprintf("9.%d.%d", 3+g, i+1), op, 4 << 20, fs, 0})
 			}
-			c.ExpectMessage(tc.op, p)
-			t.Logf("round trip %v", time.Since(start))
-			c.Timeout = ws.DefaultTimeout
-			c.CloseHandshake()
-		})
-	}
+		}
+		for g, op := range ops {
+			for i, cs := range []int{64, 128, 256, 512, 1024, 2048} {
+				cases = append(cases, bigCase{fmt.Sprintf("9.%d.%d", 5+g, i+1), op, 1 << 20, 0, cs})
+			}
+		}
+		cases = append(cases, bigCase{"9.9.5", ws.OpText, 16 << 20, 4 << 20, 0})
 
-	for g, op := range ops {
-		for i, n := range []int{0, 16, 64, 256, 1024, 4096} {
-			t.Run(fmt.Sprintf("9.%d.%d", 7+g, i+1), func(t *testing.T) {
-				t.Logf("1000 %s messages of %d bytes, one round trip each", ws.OpcodeName(op), n)
-				c := open(t)
-				p := payloadFor(op, n)
-				b := ws.Msg(op, p).Bytes()
-				start := time.Now()
-				for range 1000 {
-					c.Write(b)
-					c.ExpectMessage(op, p)
+		payloadFor := func(op byte, n int) []byte {
+			if op == ws.OpText {
+				return textPayload(n)
+			}
+			return binaryPayload(n)
+		}
+		for _, tc := range cases {
+			t.Run(tc.id, func(t *testing.T) {
+				t.Logf("%s message of %s, fragments %s, chops %s -> one echo", ws.OpcodeName(tc.op), fmtSize(tc.n), fmtSize(tc.frag), fmtSize(tc.chop))
+				c := tr.open(t)
+				c.Timeout = bigTimeout
+				p := payloadFor(tc.op, tc.n)
+				var b []byte
+				if tc.frag > 0 {
+					b = ws.Concat(ws.Fragments(tc.op, p, tc.frag)...)
+				} else {
+					b = ws.Msg(tc.op, p).Bytes()
 				}
-				t.Logf("1000 round trips in %v", time.Since(start))
+				start := time.Now()
+				if tc.chop > 0 {
+					c.WriteChopped(b, tc.chop)
+				} else {
+					c.Write(b)
+				}
+				c.ExpectMessage(tc.op, p)
+				t.Logf("round trip %v", time.Since(start))
+				c.Timeout = ws.DefaultTimeout
 				c.CloseHandshake()
 			})
 		}
-	}
 
-	t.Run("9.9.1", func(t *testing.T) {
-		t.Log("text frame header announcing 16 MiB + 1, no payload -> 1009")
-		c := open(t)
-		c.Write(headerOnly(ws.OpText, true, maxMessage+1))
-		c.ExpectFail(ws.CloseMessageTooBig)
-	})
-	t.Run("9.9.2", func(t *testing.T) {
-		t.Log("binary frame header announcing 16 MiB + 1, no payload -> 1009")
-		c := open(t)
-		c.Write(headerOnly(ws.OpBinary, true, maxMessage+1))
-		c.ExpectFail(ws.CloseMessageTooBig)
-	})
-	t.Run("9.9.3", func(t *testing.T) {
-		t.Log("16 MiB binary fragment, then continuation header announcing 1 byte -> 1009")
-		c := open(t)
-		c.Timeout = bigTimeout
-		c.WriteFrames(ws.Frag(ws.OpBinary, false, binaryPayload(maxMessage)))
-		c.Write(headerOnly(ws.OpContinuation, true, 1))
-		c.ExpectFail(ws.CloseMessageTooBig)
-	})
-	t.Run("9.9.4", func(t *testing.T) {
-		t.Log("8 MiB binary fragment, then continuation header announcing 8 MiB + 1 -> 1009")
-		c := open(t)
-		c.Timeout = bigTimeout
-		c.WriteFrames(ws.Frag(ws.OpBinary, false, binaryPayload(maxMessage/2)))
-		c.Write(headerOnly(ws.OpContinuation, true, maxMessage/2+1))
-		c.ExpectFail(ws.CloseMessageTooBig)
+		for g, op := range ops {
+			for i, n := range []int{0, 16, 64, 256, 1024, 4096} {
+				t.Run(fmt.Sprintf("9.%d.%d", 7+g, i+1), func(t *testing.T) {
+					t.Logf("1000 %s messages of %d bytes, one round trip each", ws.OpcodeName(op), n)
+					c := tr.open(t)
+					p := payloadFor(op, n)
+					b := ws.Msg(op, p).Bytes()
+					start := time.Now()
+					for range 1000 {
+						c.Write(b)
+						c.ExpectMessage(op, p)
+					}
+					t.Logf("1000 round trips in %v", time.Since(start))
+					c.CloseHandshake()
+				})
+			}
+		}
+
+		t.Run("9.9.1", func(t *testing.T) {
+			t.Log("text frame header announcing 16 MiB + 1, no payload -> 1009")
+			c := tr.open(t)
+			c.Write(headerOnly(ws.OpText, true, maxMessage+1))
+			c.ExpectFail(ws.CloseMessageTooBig)
+		})
+		t.Run("9.9.2", func(t *testing.T) {
+			t.Log("binary frame header announcing 16 MiB + 1, no payload -> 1009")
+			c := tr.open(t)
+			c.Write(headerOnly(ws.OpBinary, true, maxMessage+1))
+			c.ExpectFail(ws.CloseMessageTooBig)
+		})
+		t.Run("9.9.3", func(t *testing.T) {
+			t.Log("16 MiB binary fragment, then continuation header announcing 1 byte -> 1009")
+			c := tr.open(t)
+			c.Timeout = bigTimeout
+			c.WriteFrames(ws.Frag(ws.OpBinary, false, binaryPayload(maxMessage)))
+			c.Write(headerOnly(ws.OpContinuation, true, 1))
+			c.ExpectFail(ws.CloseMessageTooBig)
+		})
+		t.Run("9.9.4", func(t *testing.T) {
+			t.Log("8 MiB binary fragment, then continuation header announcing 8 MiB + 1 -> 1009")
+			c := tr.open(t)
+			c.Timeout = bigTimeout
+			c.WriteFrames(ws.Frag(ws.OpBinary, false, binaryPayload(maxMessage/2)))
+			c.Write(headerOnly(ws.OpContinuation, true, maxMessage/2+1))
+			c.ExpectFail(ws.CloseMessageTooBig)
+		})
 	})
 }

@@ -11,18 +11,20 @@ import (
 //
 // wsd addition: 10.1.2, the same with a binary message.
 func TestConformanceMisc(t *testing.T) {
-	runScripts(t, []scriptCase{
-		{"10.1.1", "65536-byte text in 1300-byte fragments -> one echo", func(t *testing.T, c *ws.Client) {
-			p := repeatTo("*", 65536)
-			c.WriteFrames(ws.Fragments(ws.OpText, p, 1300)...)
-			c.ExpectMessage(ws.OpText, p)
-			c.CloseHandshake()
-		}},
-		{"10.1.2", "65536-byte binary in 1300-byte fragments -> one echo", func(t *testing.T, c *ws.Client) {
-			p := binaryPayload(65536)
-			c.WriteFrames(ws.Fragments(ws.OpBinary, p, 1300)...)
-			c.ExpectMessage(ws.OpBinary, p)
-			c.CloseHandshake()
-		}},
+	eachTransport(t, func(t *testing.T, tr *transport) {
+		runScripts(t, tr, []scriptCase{
+			{"10.1.1", "65536-byte text in 1300-byte fragments -> one echo", func(t *testing.T, c *ws.Client) {
+				p := repeatTo("*", 65536)
+				c.WriteFrames(ws.Fragments(ws.OpText, p, 1300)...)
+				c.ExpectMessage(ws.OpText, p)
+				c.CloseHandshake()
+			}},
+			{"10.1.2", "65536-byte binary in 1300-byte fragments -> one echo", func(t *testing.T, c *ws.Client) {
+				p := binaryPayload(65536)
+				c.WriteFrames(ws.Fragments(ws.OpBinary, p, 1300)...)
+				c.ExpectMessage(ws.OpBinary, p)
+				c.CloseHandshake()
+			}},
+		})
 	})
 }

@@ -136,145 +136,147 @@ func utf8Categories() [][]utf8Seq {
 //   - 6.4.6: a frame announces 100 bytes; the first 20 hold a surrogate;
 //     1007 must come before the rest of the payload is sent.
 func TestConformanceUTF8(t *testing.T) {
-	helloUTF8 := "Hello-\u00b5@\u00df\u00f6\u00e4\u00fc\u00e0\u00e1-UTF-8!!"
-	invalid := kosme + "\xed\xa0\x80" + "edited"
-	text := func(p string) ws.Frame { return ws.Msg(ws.OpText, []byte(p)) }
-	frag := func(op byte, fin bool, p string) ws.Frame { return ws.Frag(op, fin, []byte(p)) }
-	cases := []scriptCase{
-		{"6.1.1", "empty text message -> echo", func(t *testing.T, c *ws.Client) {
-			c.WriteFrames(text(""))
-			c.ExpectText("")
-			c.CloseHandshake()
-		}},
-		{"6.1.2", "text message of 3 empty fragments -> one empty echo", func(t *testing.T, c *ws.Client) {
-			c.WriteFrames(frag(ws.OpText, false, ""), frag(ws.OpContinuation, false, ""), frag(ws.OpContinuation, true, ""))
-			c.ExpectText("")
-			c.CloseHandshake()
-		}},
-		{"6.1.3", "empty, non-empty, empty fragments -> echo", func(t *testing.T, c *ws.Client) {
-			c.WriteFrames(frag(ws.OpText, false, ""), frag(ws.OpContinuation, false, "middle frame payload"), frag(ws.OpContinuation, true, ""))
-			c.ExpectText("middle frame payload")
-			c.CloseHandshake()
-		}},
-		{"6.2.1", "valid UTF-8 in one frame -> echo", func(t *testing.T, c *ws.Client) {
-			c.WriteFrames(text(helloUTF8))
-			c.ExpectText(helloUTF8)
-			c.CloseHandshake()
-		}},
-		{"6.2.2", "valid UTF-8 in 2 fragments split on a code point boundary -> echo", func(t *testing.T, c *ws.Client) {
-			i := len("Hello-\u00b5@\u00df\u00f6\u00e4")
-			c.WriteFrames(frag(ws.OpText, false, helloUTF8[:i]), frag(ws.OpContinuation, true, helloUTF8[i:]))
-			c.ExpectText(helloUTF8)
-			c.CloseHandshake()
-		}},
-		{"6.2.3", "valid UTF-8 in 1-byte fragments -> echo", func(t *testing.T, c *ws.Client) {
-			c.WriteFrames(ws.Fragments(ws.OpText, []byte(helloUTF8), 1)...)
-			c.ExpectText(helloUTF8)
-			c.CloseHandshake()
-		}},
-		{"6.2.4", "kosme in 1-byte fragments -> echo", func(t *testing.T, c *ws.Client) {
-			c.WriteFrames(ws.Fragments(ws.OpText, []byte(kosme), 1)...)
-			c.ExpectText(kosme)
-			c.CloseHandshake()
-		}},
-		{"6.3.1", "invalid UTF-8 (surrogate) in one frame -> 1007", func(t *testing.T, c *ws.Client) {
-			c.WriteFrames(text(invalid))
-			c.ExpectFail(ws.CloseInvalidPayload)
-		}},
-		{"6.3.2", "invalid UTF-8 (surrogate) in 1-byte fragments -> 1007", func(t *testing.T, c *ws.Client) {
-			c.WriteFrames(ws.Fragments(ws.OpText, []byte(invalid), 1)...)
-			c.ExpectFail(ws.CloseInvalidPayload)
-		}},
-	}
+	eachTransport(t, func(t *testing.T, tr *transport) {
+		helloUTF8 := "Hello-\u00b5@\u00df\u00f6\u00e4\u00fc\u00e0\u00e1-UTF-8!!"
+		invalid := kosme + "\xed\xa0\x80" + "edited"
+		text := func(p string) ws.Frame { return ws.Msg(ws.OpText, []byte(p)) }
+		frag := func(op byte, fin bool, p string) ws.Frame { return ws.Frag(op, fin, []byte(p)) }
+		cases := []scriptCase{
+			{"6.1.1", "empty text message -> echo", func(t *testing.T, c *ws.Client) {
+				c.WriteFrames(text(""))
+				c.ExpectText("")
+				c.CloseHandshake()
+			}},
+			{"6.1.2", "text message of 3 empty fragments -> one empty echo", func(t *testing.T, c *ws.Client) {
+				c.WriteFrames(frag(ws.OpText, false, ""), frag(ws.OpContinuation, false, ""), frag(ws.OpContinuation, true, ""))
+				c.ExpectText("")
+				c.CloseHandshake()
+			}},
+			{"6.1.3", "empty, non-empty, empty fragments -> echo", func(t *testing.T, c *ws.Client) {
+				c.WriteFrames(frag(ws.OpText, false, ""), frag(ws.OpContinuation, false, "middle frame payload"), frag(ws.OpContinuation, true, ""))
+				c.ExpectText("middle frame payload")
+				c.CloseHandshake()
+			}},
+			{"6.2.1", "valid UTF-8 in one frame -> echo", func(t *testing.T, c *ws.Client) {
+				c.WriteFrames(text(helloUTF8))
+				c.ExpectText(helloUTF8)
+				c.CloseHandshake()
+			}},
+			{"6.2.2", "valid UTF-8 in 2 fragments split on a code point boundary -> echo", func(t *testing.T, c *ws.Client) {
+				i := len("Hello-\u00b5@\u00df\u00f6\u00e4")
+				c.WriteFrames(frag(ws.OpText, false, helloUTF8[:i]), frag(ws.OpContinuation, true, helloUTF8[i:]))
+				c.ExpectText(helloUTF8)
+				c.CloseHandshake()
+			}},
+			{"6.2.3", "valid UTF-8 in 1-byte fragments -> echo", func(t *testing.T, c *ws.Client) {
+				c.WriteFrames(ws.Fragments(ws.OpText, []byte(helloUTF8), 1)...)
+				c.ExpectText(helloUTF8)
+				c.CloseHandshake()
+			}},
+			{"6.2.4", "kosme in 1-byte fragments -> echo", func(t *testing.T, c *ws.Client) {
+				c.WriteFrames(ws.Fragments(ws.OpText, []byte(kosme), 1)...)
+				c.ExpectText(kosme)
+				c.CloseHandshake()
+			}},
+			{"6.3.1", "invalid UTF-8 (surrogate) in one frame -> 1007", func(t *testing.T, c *ws.Client) {
+				c.WriteFrames(text(invalid))
+				c.ExpectFail(ws.CloseInvalidPayload)
+			}},
+			{"6.3.2", "invalid UTF-8 (surrogate) in 1-byte fragments -> 1007", func(t *testing.T, c *ws.Client) {
+				c.WriteFrames(ws.Fragments(ws.OpText, []byte(invalid), 1)...)
+				c.ExpectFail(ws.CloseInvalidPayload)
+			}},
+		}
 
-	// 6.4.x fail fast. Payload: kosme, then U+110000 encoded as f4 90 80 80
-	// (beyond U+10FFFF), then "edited".
-	failFast := kosme + "\xf4\x90\x80\x80" + "edited"
-	type ffCase struct {
-		id      string
-		desc    string
-		split   [2]int // part 1 = [:split[0]], part 2 = [split[0]:split[1]]
-		inFrame bool   // chops of one frame instead of separate fragments
-	}
-	for _, ff := range []ffCase{
-		{"6.4.1", "fragments: valid, invalid f4908080, rest", [2]int{11, 15}, false},
-		{"6.4.2", "fragments: valid...f4, 90 (invalid octet), rest", [2]int{12, 13}, false},
-		{"6.4.3", "one frame in chops: valid, invalid f4908080, rest", [2]int{11, 15}, true},
-		{"6.4.4", "one frame in chops: valid...f4, 90 (invalid octet), rest", [2]int{12, 13}, true},
-	} {
-		cases = append(cases, scriptCase{ff.id, ff.desc + " -> silence after part 1, 1007 after part 2", func(t *testing.T, c *ws.Client) {
-			p1, p2 := failFast[:ff.split[0]], failFast[ff.split[0]:ff.split[1]]
-			if ff.inFrame {
-				b := text(failFast).Bytes()
-				h := len(b) - len(failFast)
-				c.Write(b[:h+len(p1)])
-				c.ExpectSilence(silence)
-				c.Write(b[h+len(p1) : h+len(p1)+len(p2)])
-			} else {
-				c.WriteFrames(frag(ws.OpText, false, p1))
-				c.ExpectSilence(silence)
-				c.WriteFrames(frag(ws.OpContinuation, false, p2))
-			}
-			c.Timeout = 2 * time.Second
-			c.ExpectClose(ws.CloseInvalidPayload)
-			c.ExpectTCPClosed()
-		}})
-	}
-	cases = append(cases,
-		scriptCase{"6.4.5", "first fragment (FIN=0) holds a surrogate -> 1007 without more frames", func(t *testing.T, c *ws.Client) {
-			c.WriteFrames(frag(ws.OpText, false, "abc\xed\xa0\x80def"))
-			c.Timeout = 2 * time.Second
-			c.ExpectFail(ws.CloseInvalidPayload)
-		}},
-		scriptCase{"6.4.6", "frame announces 100 bytes, first 20 hold a surrogate -> 1007 before the rest", func(t *testing.T, c *ws.Client) {
-			p := append([]byte("0123456789\xed\xa0\x80abcdefg"), bytes.Repeat([]byte("x"), 80)...)
-			b := ws.Msg(ws.OpText, p).Bytes()
-			h := len(b) - len(p)
-			c.Write(b[:h+20])
-			c.Timeout = 2 * time.Second
-			c.ExpectFail(ws.CloseInvalidPayload)
-		}},
-	)
-
-	nValid, nInvalid := 0, 0
-	for i, cat := range utf8Categories() {
-		for j, seq := range cat {
-			if utf8.Valid(seq.p) != seq.valid {
-				t.Fatalf("table error: 6.%d.%d %x valid=%v", i+5, j+1, seq.p, seq.valid)
-			}
-			if seq.valid {
-				nValid++
-			} else {
-				nInvalid++
-			}
-			id := fmt.Sprintf("6.%d.%d", i+5, j+1)
-			for _, v := range []struct {
-				suffix string
-				desc   string
-				frames []ws.Frame
-			}{
-				{"", "one frame", []ws.Frame{ws.Msg(ws.OpText, seq.p)}},
-				{"-cp", "one fragment per code point", ws.RuneFragments(seq.p)},
-				{"-b1", "one fragment per byte", ws.Fragments(ws.OpText, seq.p, 1)},
-			} {
-				want := "echo"
-				if !seq.valid {
-					want = "1007"
+		// 6.4.x fail fast. Payload: kosme, then U+110000 encoded as f4 90 80 80
+		// (beyond U+10FFFF), then "edited".
+		failFast := kosme + "\xf4\x90\x80\x80" + "edited"
+		type ffCase struct {
+			id      string
+			desc    string
+			split   [2]int // part 1 = [:split[0]], part 2 = [split[0]:split[1]]
+			inFrame bool   // chops of one frame instead of separate fragments
+		}
+		for _, ff := range []ffCase{
+			{"6.4.1", "fragments: valid, invalid f4908080, rest", [2]int{11, 15}, false},
+			{"6.4.2", "fragments: valid...f4, 90 (invalid octet), rest", [2]int{12, 13}, false},
+			{"6.4.3", "one frame in chops: valid, invalid f4908080, rest", [2]int{11, 15}, true},
+			{"6.4.4", "one frame in chops: valid...f4, 90 (invalid octet), rest", [2]int{12, 13}, true},
+		} {
+			cases = append(cases, scriptCase{ff.id, ff.desc + " -> silence after part 1, 1007 after part 2", func(t *testing.T, c *ws.Client) {
+				p1, p2 := failFast[:ff.split[0]], failFast[ff.split[0]:ff.split[1]]
+				if ff.inFrame {
+					b := text(failFast).Bytes()
+					h := len(b) - len(failFast)
+					c.Write(b[:h+len(p1)])
+					c.ExpectSilence(silence)
+					c.Write(b[h+len(p1) : h+len(p1)+len(p2)])
+				} else {
+					c.WriteFrames(frag(ws.OpText, false, p1))
+					c.ExpectSilence(silence)
+					c.WriteFrames(frag(ws.OpContinuation, false, p2))
 				}
-				cases = append(cases, scriptCase{id + v.suffix, fmt.Sprintf("text %x, %s -> %s", seq.p, v.desc, want), func(t *testing.T, c *ws.Client) {
-					c.WriteFrames(v.frames...)
-					if seq.valid {
-						c.ExpectMessage(ws.OpText, seq.p)
-						c.CloseHandshake()
-					} else {
-						c.ExpectFail(ws.CloseInvalidPayload)
+				c.Timeout = 2 * time.Second
+				c.ExpectClose(ws.CloseInvalidPayload)
+				c.ExpectTCPClosed()
+			}})
+		}
+		cases = append(cases,
+			scriptCase{"6.4.5", "first fragment (FIN=0) holds a surrogate -> 1007 without more frames", func(t *testing.T, c *ws.Client) {
+				c.WriteFrames(frag(ws.OpText, false, "abc\xed\xa0\x80def"))
+				c.Timeout = 2 * time.Second
+				c.ExpectFail(ws.CloseInvalidPayload)
+			}},
+			scriptCase{"6.4.6", "frame announces 100 bytes, first 20 hold a surrogate -> 1007 before the rest", func(t *testing.T, c *ws.Client) {
+				p := append([]byte("0123456789\xed\xa0\x80abcdefg"), bytes.Repeat([]byte("x"), 80)...)
+				b := ws.Msg(ws.OpText, p).Bytes()
+				h := len(b) - len(p)
+				c.Write(b[:h+20])
+				c.Timeout = 2 * time.Second
+				c.ExpectFail(ws.CloseInvalidPayload)
+			}},
+		)
+
+		nValid, nInvalid := 0, 0
+		for i, cat := range utf8Categories() {
+			for j, seq := range cat {
+				if utf8.Valid(seq.p) != seq.valid {
+					t.Fatalf("table error: 6.%d.%d %x valid=%v", i+5, j+1, seq.p, seq.valid)
+				}
+				if seq.valid {
+					nValid++
+				} else {
+					nInvalid++
+				}
+				id := fmt.Sprintf("6.%d.%d", i+5, j+1)
+				for _, v := range []struct {
+					suffix string
+					desc   string
+					frames []ws.Frame
+				}{
+					{"", "one frame", []ws.Frame{ws.Msg(ws.OpText, seq.p)}},
+					{"-cp", "one fragment per code point", ws.RuneFragments(seq.p)},
+					{"-b1", "one fragment per byte", ws.Fragments(ws.OpText, seq.p, 1)},
+				} {
+					want := "echo"
+					if !seq.valid {
+						want = "1007"
 					}
-				}})
+					cases = append(cases, scriptCase{id + v.suffix, fmt.Sprintf("text %x, %s -> %s", seq.p, v.desc, want), func(t *testing.T, c *ws.Client) {
+						c.WriteFrames(v.frames...)
+						if seq.valid {
+							c.ExpectMessage(ws.OpText, seq.p)
+							c.CloseHandshake()
+						} else {
+							c.ExpectFail(ws.CloseInvalidPayload)
+						}
+					}})
+				}
 			}
 		}
-	}
-	if nValid != 63 || nInvalid != 69 {
-		t.Fatalf("table error: %d valid and %d invalid sequences, want 63 and 69", nValid, nInvalid)
-	}
-	runScripts(t, cases)
+		if nValid != 63 || nInvalid != 69 {
+			t.Fatalf("table error: %d valid and %d invalid sequences, want 63 and 69", nValid, nInvalid)
+		}
+		runScripts(t, tr, cases)
+	})
 }
