@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -460,4 +461,113 @@ func TestDaemonCertificateReload(t *testing.T) {
 		t.Errorf("after a failed reload: served %q, want B", cn)
 	}
 	roundTrip(t, old, old, "still")
+}
+
+// TestDaemonAdminTLS: with -admin-tls the admin listener serves the API and
+// /metrics over https with the WebSocket listener's certificate, and a
+// plain http request there gets no admin answer (only net/http's 400 for
+// http sent to an https port); without it the admin listener is plain http
+// and a TLS client is refused.
+func TestDaemonAdminTLS(t *testing.T) {
+	ca, cert, key := tlsFiles(t)
+	certPEM, err := os.ReadFile(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(certPEM)
+	httpsClient := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool}}}
+	httpClient := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}
+	defer httpsClient.CloseIdleConnections()
+	defer httpClient.CloseIdleConnections()
+	for _, tc := range []struct {
+		name     string
+		adminTLS bool
+	}{
+		{"admin over https", true},
+		{"admin over http", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			admin := wstest.FreeAddr(t)
+			args := []string{"-mode", "push", "-tls-cert", cert, "-tls-key", key, "-admin-addr", admin, "-api-token", "s3cret"}
+			if tc.adminTLS {
+				args = append(args, "-admin-tls")
+			}
+			d := wstest.StartDaemon(t, args...)
+			served, refused := httpsClient, httpClient
+			scheme, otherScheme := "https://", "http://"
+			if !tc.adminTLS {
+				served, refused = httpClient, httpsClient
+				scheme, otherScheme = "http://", "https://"
+			}
+			// get does a request to the admin listener with client c.
+			get := func(c *http.Client, method, url, body string) (*http.Response, string, error) {
+				t.Helper()
+				req, err := http.NewRequest(method, url, strings.NewReader(body))
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Header.Set("Authorization", "Bearer s3cret")
+				resp, err := c.Do(req)
+				if err != nil {
+					return nil, "", err
+				}
+				b, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil {
+					t.Fatalf("%s %s: reading the body: %v", method, url, err)
+				}
+				return resp, string(b), nil
+			}
+
+			// The admin listener opens before the WebSocket one, which
+			// StartDaemon waited for.
+			for _, r := range []struct{ method, path, body, has string }{
+				{"GET", "/healthz", "", `"status":"ok"`},
+				{"GET", "/metrics", "", "wsd_upgrades_total"},
+				{"GET", "/api/topics", "", "["},
+			} {
+				resp, body, err := get(served, r.method, scheme+admin+r.path, r.body)
+				if err != nil {
+					t.Fatalf("%s %s: %v", r.method, scheme+admin+r.path, err)
+				}
+				if resp.StatusCode != http.StatusOK || !strings.Contains(body, r.has) {
+					t.Errorf("%s %s: %s, body %.200q (want 200 with %q)", r.method, scheme+admin+r.path, resp.Status, body, r.has)
+				}
+				if (resp.TLS != nil) != tc.adminTLS {
+					t.Errorf("%s %s: TLS %v", r.method, scheme+admin+r.path, resp.TLS != nil)
+				}
+				if resp.TLS != nil && !bytes.Equal(resp.TLS.PeerCertificates[0].Raw, block.Bytes) {
+					t.Errorf("%s: the admin listener's certificate is not -tls-cert's", r.path)
+				}
+
+				// The other scheme gets no admin answer: a plain request to
+				// the https listener is answered 400 by net/http, a TLS
+				// ClientHello to the http one fails the handshake.
+				resp, body, err = get(refused, r.method, otherScheme+admin+r.path, r.body)
+				if err == nil && (resp.StatusCode != http.StatusBadRequest || strings.Contains(body, r.has)) {
+					t.Errorf("%s %s: %s, body %.200q (want no admin answer)", r.method, otherScheme+admin+r.path, resp.Status, body)
+				}
+				if err == nil && !tc.adminTLS {
+					t.Errorf("%s %s: a TLS client got an answer from the http listener", r.method, otherScheme+admin+r.path)
+				}
+			}
+
+			// A publish through the admin API reaches a wss subscriber.
+			sub := mustDialWSS(t, d.Addr, "/?topics=news&welcome=1", ca, nil)
+			_ = sub.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, welcome, err := sub.ReadMessage(); err != nil || !strings.Contains(string(welcome), `"welcome"`) {
+				t.Fatalf("welcome: %q, %v", welcome, err)
+			}
+			resp, body, err := get(served, "POST", scheme+admin+"/api/publish", `{"topic":"news","data":"published over `+tc.name+`"}`)
+			if err != nil || resp.StatusCode != http.StatusOK {
+				t.Fatalf("POST %s/api/publish: %v %v %q", scheme+admin, resp, err, body)
+			}
+			if _, got, err := sub.ReadMessage(); err != nil || !strings.Contains(string(got), "published over "+tc.name) {
+				t.Fatalf("the subscriber got %q, %v", got, err)
+			}
+			if resp, body, err := get(refused, "POST", otherScheme+admin+"/api/publish", `{"topic":"news","data":"refused"}`); err == nil && resp.StatusCode != http.StatusBadRequest {
+				t.Errorf("POST %s/api/publish: %s %q (want no admin answer)", otherScheme+admin, resp.Status, body)
+			}
+		})
+	}
 }
