@@ -35,6 +35,8 @@ type Conn struct {
 	LastSeq uint64 // last broadcast sequence number seen
 	Got     uint64 // messages received
 	Closed  bool   // the server closed the connection or sent a close frame
+
+	fl *deflateConn // permessage-deflate state; nil when not negotiated
 }
 
 // Dial connects from source address src (an IPv4 address such as
@@ -47,6 +49,12 @@ func Dial(src, dst, path string, timeout time.Duration) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newConn(fd, rest)
+}
+
+// newConn switches an upgraded socket to non-blocking and wraps it; rest
+// is what the server sent after its answer.
+func newConn(fd int, rest []byte) (*Conn, error) {
 	if err := unix.SetNonblock(fd, true); err != nil {
 		unix.Close(fd)
 		return nil, err
@@ -112,9 +120,16 @@ func upgradeRequest(host, path string) []byte {
 // WebSocket on path. It returns the socket, still blocking, and the bytes
 // the server sent after its 101 answer.
 func dialUpgrade(src, dst, path string, timeout time.Duration, rcvbuf int) (int, []byte, error) {
+	fd, _, rest, err := dialRequest(src, dst, upgradeRequest(dst, path), timeout, rcvbuf)
+	return fd, rest, err
+}
+
+// dialRequest is dialUpgrade with the request given; it also returns the
+// server's answer header (up to its blank line).
+func dialRequest(src, dst string, req []byte, timeout time.Duration, rcvbuf int) (int, []byte, []byte, error) {
 	fd, err := dialTCP(src, dst, timeout, rcvbuf)
 	if err != nil {
-		return -1, nil, err
+		return -1, nil, nil, err
 	}
 	ok := false
 	defer func() {
@@ -122,8 +137,8 @@ func dialUpgrade(src, dst, path string, timeout time.Duration, rcvbuf int) (int,
 			unix.Close(fd)
 		}
 	}()
-	if err := writeAll(fd, upgradeRequest(dst, path)); err != nil {
-		return -1, nil, fmt.Errorf("write upgrade: %w", err)
+	if err := writeAll(fd, req); err != nil {
+		return -1, nil, nil, fmt.Errorf("write upgrade: %w", err)
 	}
 	buf := make([]byte, 0, 512)
 	var tmp [512]byte
@@ -133,29 +148,29 @@ func dialUpgrade(src, dst, path string, timeout time.Duration, rcvbuf int) (int,
 			continue
 		}
 		if err == unix.EAGAIN { // SO_RCVTIMEO
-			return -1, nil, fmt.Errorf("no upgrade answer within %v", timeout)
+			return -1, nil, nil, fmt.Errorf("no upgrade answer within %v", timeout)
 		}
 		if err != nil {
-			return -1, nil, fmt.Errorf("read upgrade answer: %w", err)
+			return -1, nil, nil, fmt.Errorf("read upgrade answer: %w", err)
 		}
 		if n == 0 {
-			return -1, nil, errors.New("server closed during the upgrade")
+			return -1, nil, nil, errors.New("server closed during the upgrade")
 		}
 		buf = append(buf, tmp[:n]...)
 		if i := bytes.Index(buf, []byte("\r\n\r\n")); i >= 0 {
 			if !bytes.HasPrefix(buf, []byte("HTTP/1.1 101")) {
 				line, _, _ := bytes.Cut(buf, []byte("\r\n"))
-				return -1, nil, fmt.Errorf("upgrade refused: %s", line)
+				return -1, nil, nil, fmt.Errorf("upgrade refused: %s", line)
 			}
 			var rest []byte
 			if r := buf[i+4:]; len(r) > 0 {
 				rest = append([]byte(nil), r...)
 			}
 			ok = true
-			return fd, rest, nil
+			return fd, buf[:i+4], rest, nil
 		}
 		if len(buf) > 8192 {
-			return -1, nil, errors.New("upgrade answer too long")
+			return -1, nil, nil, errors.New("upgrade answer too long")
 		}
 	}
 }

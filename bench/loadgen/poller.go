@@ -23,6 +23,9 @@ type Poller struct {
 	pong  []byte
 	n     int
 	dead  []*Conn // connections the server closed
+
+	infl      *inflater // permessage-deflate, made at the first compressed message
+	readBytes uint64    // bytes read from every connection: the wire's share of the frames
 }
 
 // NewPoller returns a Poller that reports to h.
@@ -114,6 +117,7 @@ func (p *Poller) read(c *Conn) {
 			p.drop(c)
 			return
 		}
+		p.readBytes += uint64(n)
 		data := p.rbuf[:n]
 		if len(c.in) > 0 {
 			c.in = append(c.in, data...)
@@ -167,6 +171,7 @@ func (p *Poller) parse(c *Conn, b []byte) []byte {
 			return b
 		}
 		fin, op, payload := b[0]&0x80 != 0, b[0]&0x0f, b[hl:hl+ln]
+		rsv1 := b[0]&0x40 != 0
 		b = b[hl+ln:]
 		switch op {
 		case 0x9: // ping: answer with a masked pong
@@ -180,8 +185,15 @@ func (p *Poller) parse(c *Conn, b []byte) []byte {
 			continue
 		case 0x1, 0x2:
 			c.inMsg, c.msgOp, c.msgLen = true, op, 0
+			if c.fl != nil {
+				c.fl.compressed = rsv1
+			}
 		}
 		if !c.inMsg {
+			continue
+		}
+		if c.fl != nil && c.fl.compressed {
+			p.onCompressed(c, payload, fin)
 			continue
 		}
 		if c.msgLen < HeadSize {

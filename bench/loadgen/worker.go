@@ -29,6 +29,10 @@ type Job struct {
 	Duration time.Duration `json:"duration"` // echo and idle: how long; broadcast: longest wait; soak: the run's length
 	Expect   uint64        `json:"expect"`   // broadcast: messages each connection must get
 	Soak     *SoakJob      `json:"soak,omitempty"`
+	// Deflate offers permessage-deflate (DialDeflate) and, for echo, sends
+	// every message compressed; JSON makes echo payloads JSONPayload's.
+	Deflate bool `json:"deflate,omitempty"`
+	JSON    bool `json:"json,omitempty"`
 }
 
 // Result is what a worker reports at the end, as one JSON line.
@@ -47,6 +51,7 @@ type Result struct {
 	HistN     uint64         `json:"hist_n"`
 	HistMax   int64          `json:"hist_max_ns"`
 	HistSum   int64          `json:"hist_sum_ns"`
+	WireBytes uint64         `json:"wire_bytes,omitempty"` // bytes read from the server's frames
 	Soak      *SoakResult    `json:"soak,omitempty"`
 }
 
@@ -147,7 +152,11 @@ func (w *worker) connect() Result {
 				if w.job.Soak != nil {
 					path = w.job.Soak.soakPath(i)
 				}
-				c, err := Dial(src, w.job.Addr, path, 10*time.Second)
+				dial := Dial
+				if w.job.Deflate {
+					dial = DialDeflate
+				}
+				c, err := dial(src, w.job.Addr, path, 10*time.Second)
 				mu.Lock()
 				if err != nil {
 					res.DialErrs++
@@ -184,7 +193,7 @@ func (w *worker) run(res *Result) {
 	switch w.job.Scenario {
 	case "echo":
 		w.depth = max(1, w.job.Depth)
-		w.frame = bytes.Repeat(ClientFrame(0x2, make([]byte, w.job.Size)), w.depth)
+		w.frame = bytes.Repeat(echoFrame(w.job), w.depth)
 		w.running = true
 		w.p.Each(func(c *Conn) {
 			c.SentAt, c.Waiting = Now(), w.depth
@@ -240,6 +249,7 @@ func (w *worker) run(res *Result) {
 		count(c)
 	}
 	res.Hist, res.HistN, res.HistMax, res.HistSum = w.hist.Sparse(), w.hist.N, w.hist.Max, w.hist.Sum
+	res.WireBytes = w.p.readBytes
 }
 
 // allReceived reports whether every open connection got every broadcast.
@@ -265,10 +275,10 @@ func (w *worker) OnMessage(p *Poller, c *Conn, op byte, length int, head []byte)
 			c.Send(p, w.frame)
 		}
 	case "broadcast":
-		if len(head) < 16 {
+		seq, ts, ok := BroadcastStamp(head)
+		if !ok {
 			return
 		}
-		seq, ts := binary.BigEndian.Uint64(head), int64(binary.BigEndian.Uint64(head[8:]))
 		w.res.Messages++
 		switch {
 		case seq == c.LastSeq+1:

@@ -18,17 +18,29 @@ import (
 // testServer echoes in echo mode; in broadcast mode it sends n numbered
 // messages to every client once all of them are connected.
 func testServer(t *testing.T, broadcast bool, clients, n int) string {
+	if !broadcast {
+		n = 0
+	}
+	return serveTest(t, websocket.Upgrader{}, clients, n, func(seq uint64) *websocket.PreparedMessage {
+		pm, _ := websocket.NewPreparedMessage(websocket.BinaryMessage, BroadcastPayload(nil, seq, 32))
+		return pm
+	})
+}
+
+// serveTest serves up's connections: with n 0 it echoes; otherwise it
+// sends n messages, msg(1) to msg(n), to every client once clients are
+// connected.
+func serveTest(t *testing.T, up websocket.Upgrader, clients, n int, msg func(seq uint64) *websocket.PreparedMessage) string {
 	var (
 		mu    sync.Mutex
 		conns []*websocket.Conn
 	)
-	up := websocket.Upgrader{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := up.Upgrade(w, r, nil)
 		if err != nil {
 			return
 		}
-		if !broadcast {
+		if n == 0 {
 			go func() {
 				for {
 					op, p, err := c.ReadMessage()
@@ -46,12 +58,11 @@ func testServer(t *testing.T, broadcast bool, clients, n int) string {
 		if all {
 			go func() {
 				time.Sleep(200 * time.Millisecond) // the workers say go meanwhile
-				buf := make([]byte, 0, 32)
 				for seq := 1; seq <= n; seq++ {
-					buf = BroadcastPayload(buf, uint64(seq), 32)
+					pm := msg(uint64(seq))
 					mu.Lock()
 					for _, c := range conns {
-						_ = c.WriteMessage(websocket.BinaryMessage, buf)
+						_ = c.WritePreparedMessage(pm)
 					}
 					mu.Unlock()
 				}
