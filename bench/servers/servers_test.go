@@ -110,9 +110,9 @@ func (s *stderrBuffer) String() string {
 	return s.b.String()
 }
 
-// start runs server name in mode on 127.0.0.1:0 and waits for its readiness
-// line.
-func start(t *testing.T, name, mode string) *server {
+// start runs server name in mode on 127.0.0.1:0, with args added, and
+// waits for its readiness line.
+func start(t *testing.T, name, mode string, args ...string) *server {
 	t.Helper()
 	s := &server{
 		name:      name,
@@ -121,7 +121,7 @@ func start(t *testing.T, name, mode string) *server {
 		waited:    make(chan error, 1),
 	}
 	s.cmd = exec.Command(filepath.Join(binDir, name),
-		"-addr", "127.0.0.1:0", "-mode", mode, "-debug-addr", s.debugAddr)
+		append([]string{"-addr", "127.0.0.1:0", "-mode", mode, "-debug-addr", s.debugAddr}, args...)...)
 	s.cmd.Stderr = s.out
 	s.cmd.Stdout = s.out
 	if err := s.cmd.Start(); err != nil {

@@ -9,7 +9,12 @@
 // the chat example's ping ticker and pong read deadline: no peer server closes
 // an idle connection, and none sends pings of its own.
 //
-//	gorilla -addr 127.0.0.1:8081 -mode echo|broadcast [-debug-addr 127.0.0.1:9081]
+// With -compress the Upgrader accepts permessage-deflate (EnableCompression:
+// gorilla answers server_no_context_takeover and client_no_context_takeover
+// and compresses every data message at level 1 with pooled writers); a
+// PreparedMessage then compresses a broadcast once for every connection.
+//
+//	gorilla -addr 127.0.0.1:8081 -mode echo|broadcast [-debug-addr 127.0.0.1:9081] [-compress]
 package main
 
 import (
@@ -41,6 +46,7 @@ var upgrader = websocket.Upgrader{
 
 func main() {
 	cfg := peer.Setup("gorilla")
+	upgrader.EnableCompression = cfg.Compress
 
 	mux := http.NewServeMux()
 	switch cfg.Mode {

@@ -5,15 +5,20 @@
 // own so that the handler returns ("Blocking prevents the context from being
 // GC"). Messages of a connection are handled one after the other
 // (ParallelEnabled: false), with gws' default 4 KiB read buffer and no
-// compression. Echo writes back from OnMessage with WriteMessage.
+// compression unless -compress: then permessage-deflate with gws' defaults
+// (level 1, 32 pooled compressors, messages of 512 bytes or more), no
+// context takeover either way. Echo writes back from OnMessage with
+// WriteMessage.
 //
 // Broadcast: the connections are in a gws.ConcurrentMap (gws' own sharded,
 // mutex-protected map, which its chatroom and push examples keep their
 // sockets in); each message becomes one gws.Broadcaster, which encodes the
 // frame once and queues it on every connection's write queue (gws runs a
-// connection's queued writes in a goroutine it starts when there is work).
+// connection's queued writes in a goroutine it starts when there is work);
+// with compression it also compresses the message once, for every
+// connection that negotiated it.
 //
-//	gws -addr 127.0.0.1:8083 -mode echo|broadcast [-debug-addr 127.0.0.1:9083]
+//	gws -addr 127.0.0.1:8083 -mode echo|broadcast [-debug-addr 127.0.0.1:9083] [-compress]
 package main
 
 import (
@@ -35,6 +40,7 @@ func main() {
 		ParallelEnabled:     false,
 		ReadMaxPayloadSize:  peer.MaxMessageSize,
 		WriteMaxPayloadSize: peer.MaxMessageSize,
+		PermessageDeflate:   gws.PermessageDeflate{Enabled: cfg.Compress},
 	})
 
 	mux := http.NewServeMux()

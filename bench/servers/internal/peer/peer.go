@@ -41,6 +41,10 @@ type Config struct {
 	Addr      string // -addr: where the WebSocket server listens
 	Mode      string // -mode: ModeEcho or ModeBroadcast
 	DebugAddr string // -debug-addr: the /debug/vars listener, "" for none
+	// Compress (-compress) accepts permessage-deflate (RFC 7692) without
+	// context takeover, for the servers whose library compresses (gorilla,
+	// gws); the others refuse the flag.
+	Compress bool
 }
 
 // Setup parses the command line into a Config (exiting with status 2 on a bad
@@ -51,10 +55,15 @@ func Setup(name string) Config {
 	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8080", "listen address (host:port; port 0 picks a free one)")
 	fs.StringVar(&c.Mode, "mode", ModeEcho, "echo or broadcast")
 	fs.StringVar(&c.DebugAddr, "debug-addr", "", "address of the GET /debug/vars listener (empty: none)")
+	fs.BoolVar(&c.Compress, "compress", false, "accept permessage-deflate, without context takeover (gorilla and gws only)")
 	_ = fs.Parse(os.Args[1:]) // ExitOnError: never returns an error
 	signal.Notify(stopSignals, os.Interrupt, syscall.SIGTERM)
 	if c.Mode != ModeEcho && c.Mode != ModeBroadcast {
 		fmt.Fprintf(os.Stderr, "%s: -mode must be %q or %q, not %q\n", name, ModeEcho, ModeBroadcast, c.Mode)
+		os.Exit(2)
+	}
+	if c.Compress && name != "gorilla" && name != "gws" {
+		fmt.Fprintf(os.Stderr, "%s: -compress: this server does not compress\n", name)
 		os.Exit(2)
 	}
 	if fs.NArg() > 0 {
