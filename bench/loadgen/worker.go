@@ -33,6 +33,9 @@ type Job struct {
 	// every message compressed; JSON makes echo payloads JSONPayload's.
 	Deflate bool `json:"deflate,omitempty"`
 	JSON    bool `json:"json,omitempty"`
+	// TLS, when set, makes every connection wss (one goroutine each with
+	// crypto/tls: see TLSJob); soak jobs do not run over wss.
+	TLS *TLSJob `json:"tls,omitempty"`
 }
 
 // Result is what a worker reports at the end, as one JSON line.
@@ -75,6 +78,9 @@ func RunWorker(in io.Reader, out io.Writer) error {
 	var job Job
 	if err := json.Unmarshal(sc.Bytes(), &job); err != nil {
 		return fmt.Errorf("job: %w", err)
+	}
+	if job.TLS != nil {
+		return runTLSWorker(job, sc, json.NewEncoder(out))
 	}
 	w := &worker{job: job}
 	p, err := NewPoller(w)
@@ -127,51 +133,26 @@ type worker struct {
 
 // connect opens job.Conns connections with DialConcurrency dialers.
 func (w *worker) connect() Result {
-	var (
-		res   Result
-		mu    sync.Mutex
-		next  atomic.Int64
-		wg    sync.WaitGroup
-		conns = make([]*Conn, w.job.Conns)
-	)
+	var res Result
+	conns := make([]*Conn, w.job.Conns)
 	start := time.Now()
-	for range max(1, w.job.DialConcurrency) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= w.job.Conns {
-					return
-				}
-				src := ""
-				if len(w.job.Sources) > 0 {
-					src = w.job.Sources[i%len(w.job.Sources)]
-				}
-				path := w.job.Path
-				if w.job.Soak != nil {
-					path = w.job.Soak.soakPath(i)
-				}
-				dial := Dial
-				if w.job.Deflate {
-					dial = DialDeflate
-				}
-				c, err := dial(src, w.job.Addr, path, 10*time.Second)
-				mu.Lock()
-				if err != nil {
-					res.DialErrs++
-					if res.FirstErr == "" {
-						res.FirstErr = err.Error()
-					}
-				} else {
-					c.Index = i
-					conns[i] = c
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
+	dialAll(w.job, &res, func(i int, src string) error {
+		path := w.job.Path
+		if w.job.Soak != nil {
+			path = w.job.Soak.soakPath(i)
+		}
+		dial := Dial
+		if w.job.Deflate {
+			dial = DialDeflate
+		}
+		c, err := dial(src, w.job.Addr, path, 10*time.Second)
+		if err != nil {
+			return err
+		}
+		c.Index = i
+		conns[i] = c // each index is dialled once
+		return nil
+	})
 	res.ConnectNs = time.Since(start).Nanoseconds()
 	for _, c := range conns {
 		if c != nil {
@@ -181,6 +162,42 @@ func (w *worker) connect() Result {
 		}
 	}
 	return res
+}
+
+// dialAll calls dial(i, src) for each connection i of job, on
+// DialConcurrency goroutines, src being i's source address (the job's
+// sources round-robin, "" for any), and counts the errors in res.
+func dialAll(job Job, res *Result, dial func(i int, src string) error) {
+	var (
+		mu   sync.Mutex
+		next atomic.Int64
+		wg   sync.WaitGroup
+	)
+	for range max(1, job.DialConcurrency) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= job.Conns {
+					return
+				}
+				src := ""
+				if len(job.Sources) > 0 {
+					src = job.Sources[i%len(job.Sources)]
+				}
+				if err := dial(i, src); err != nil {
+					mu.Lock()
+					res.DialErrs++
+					if res.FirstErr == "" {
+						res.FirstErr = err.Error()
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 func (w *worker) run(res *Result) {
