@@ -237,7 +237,9 @@ func (l *Loop) onTimer(c *Conn, now int64) {
 	switch c.state {
 	case stateHandshake, stateClosing:
 		if now >= c.deadline {
-			c.closeNow()
+			if !l.expirePending(c) { // a deferred upgrade gets a 503
+				c.closeNow()
+			}
 			return
 		}
 		l.wheel.schedule(c, c.deadline)

@@ -256,7 +256,9 @@ type Options struct {
 	// origin check, before the 101 is sent). Returning a non-nil *Response
 	// rejects the upgrade with that HTTP response (auth, unknown paths).
 	// It may set req.Context, which becomes the Conn's Context. It runs on
-	// the event loop and must not block.
+	// the event loop and must not block: a check that costs more than a
+	// few microseconds (bcrypt, an RSA or ECDSA signature) calls req.Defer
+	// and answers later from another goroutine (see Pending).
 	OnUpgrade func(req *Request) *Response
 
 	// HTTPHandler, if not nil, answers requests that are not WebSocket

@@ -16,6 +16,7 @@ type Request struct {
 	head        []byte // header lines, each ending in CRLF, without the final blank line
 	remote      net.Addr
 	tls         recordLayer // wss: the connection's TLS; nil for ws
+	up          *upgrader   // set while OnUpgrade runs, for Defer
 
 	// Context becomes the Conn's Context when OnUpgrade accepts (for example
 	// the identity an auth check found).

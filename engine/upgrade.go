@@ -28,6 +28,11 @@ type upgrader struct {
 	deflate codec.Deflate // what the upgrade negotiated
 	tls     recordLayer   // the TLS of the connection being upgraded, for Request.TLS; nil for ws
 
+	// Deferred upgrades (upgrade_defer.go): the connection being upgraded,
+	// the Pending its OnUpgrade made, and the answer being applied.
+	conn             *Conn
+	pending, resumed *Pending
+
 	searched int64 // bytes searched for the end of a request, ever (tests check it stays linear)
 }
 
@@ -38,6 +43,7 @@ const (
 	needMore outcome = iota // no complete request yet: wait for more bytes
 	upgraded                // out holds the 101; the request was headLen bytes
 	answered                // out holds an HTTP response; close after sending it
+	deferred                // OnUpgrade deferred its answer (Request.Defer): hold the request
 )
 
 type capture struct{ u *upgrader }
@@ -61,8 +67,18 @@ func newUpgrader(o *Options) *upgrader {
 		}
 	}
 	u.ws.OnBeforeUpgrade = func() (ws.HandshakeHeader, error) {
+		if p := u.resumed; p != nil { // OnUpgrade deferred, and the answer is to accept
+			u.req.Context = p.ctx
+			return nil, nil
+		}
 		if hook := o.OnUpgrade; hook != nil {
-			if resp := hook(&u.req); resp != nil {
+			u.req.up = u
+			resp := hook(&u.req)
+			u.req.up = nil
+			if u.pending != nil {
+				return nil, errRejected // gobwas's answer is dropped: the request is held
+			}
+			if resp != nil {
 				u.reject = resp
 				return nil, errRejected
 			}
@@ -135,6 +151,9 @@ func (u *upgrader) process(buf []byte, buffered, from int, remote net.Addr) (res
 	case err == nil:
 		u.negotiateDeflate()
 		return upgraded, len(head), hs
+	case u.pending != nil:
+		u.out = u.out[:0]
+		return deferred, 0, hs
 	case u.reject != nil:
 		return u.answer(u.reject), 0, hs
 	case len(u.out) == 0:
@@ -272,6 +291,9 @@ func appendHeaderValue(b []byte, v string) []byte {
 // stateOpen after a successful upgrade (the bytes after the request are
 // left buffered), or in stateClosing after an HTTP answer.
 func (l *Loop) handshake(c *Conn) gnet.Action {
+	if act, held := l.pendingInput(c); held {
+		return act
+	}
 	u := l.up
 	n := c.inBuffered()
 	buf, err := c.peekIn(min(n, u.o.MaxHeaderBytes))
@@ -282,11 +304,15 @@ func (l *Loop) handshake(c *Conn) gnet.Action {
 	if tx != nil {
 		u.tls = tx.rec
 	}
+	u.conn = c
 	res, headLen, hs := u.process(buf, n, int(c.searched), c.remote)
-	defer func() { u.req, u.tls = Request{}, nil }() // it aliases the input
+	defer func() { u.req, u.tls, u.conn, u.pending = Request{}, nil, nil, nil }() // it aliases the input
 	switch res {
 	case needMore:
 		c.searched = uint32(resumeAt(buf))
+		return gnet.None
+	case deferred:
+		l.deferUpgrade(c, u.pending)
 		return gnet.None
 	case answered:
 		if err := c.output(u.out); err == nil {
