@@ -60,10 +60,7 @@ func main() {
 	// wsutil reads whole messages; this bounds them (no limit by default).
 	wsutil.SetMaxMessageSize(peer.MaxMessageSize)
 
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		peer.Fatal("gobwas", err)
-	}
+	ln := peer.Listen("gobwas", cfg) // crypto/tls with -tls-cert
 	var r *room
 	if cfg.Mode == peer.ModeBroadcast {
 		r = newRoom()

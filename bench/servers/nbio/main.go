@@ -19,7 +19,9 @@
 // close an idle connection) is turned off, and MessageLengthLimit (4 MiB) is
 // raised to 16 MiB.
 //
-//	nbio -addr 127.0.0.1:8084 -mode echo|broadcast [-debug-addr 127.0.0.1:9084]
+// With -tls-cert and -tls-key it serves wss with nbio's TLS (tls.go).
+//
+//	nbio -addr 127.0.0.1:8084 -mode echo|broadcast [-debug-addr 127.0.0.1:9084] [-tls-cert cert.pem -tls-key key.pem]
 package main
 
 import (
@@ -64,7 +66,7 @@ func main() {
 	})
 
 	var ln net.Listener // the engine's listener, to report the bound address
-	engine := nbhttp.NewEngine(nbhttp.Config{
+	conf := nbhttp.Config{
 		Network:                 "tcp",
 		Addrs:                   []string{cfg.Addr},
 		Handler:                 mux,
@@ -75,7 +77,11 @@ func main() {
 			ln = l
 			return l, err
 		},
-	})
+	}
+	if cfg.TLS.On() { // nbio's own TLS, on its pollers (tls.go)
+		conf.Addrs, conf.AddrsTLS, conf.TLSConfig = nil, conf.Addrs, tlsConfig(cfg)
+	}
+	engine := nbhttp.NewEngine(conf)
 	if err := engine.Start(); err != nil {
 		peer.Fatal("nbio", err)
 	}

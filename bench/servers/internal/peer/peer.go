@@ -45,6 +45,7 @@ type Config struct {
 	// context takeover, for the servers whose library compresses (gorilla,
 	// gws); the others refuse the flag.
 	Compress bool
+	TLS      TLSFiles // -tls-cert, -tls-key: serve wss
 }
 
 // Setup parses the command line into a Config (exiting with status 2 on a bad
@@ -56,6 +57,7 @@ func Setup(name string) Config {
 	fs.StringVar(&c.Mode, "mode", ModeEcho, "echo or broadcast")
 	fs.StringVar(&c.DebugAddr, "debug-addr", "", "address of the GET /debug/vars listener (empty: none)")
 	fs.BoolVar(&c.Compress, "compress", false, "accept permessage-deflate, without context takeover (gorilla and gws only)")
+	addTLSFlags(fs, &c.TLS)
 	_ = fs.Parse(os.Args[1:]) // ExitOnError: never returns an error
 	signal.Notify(stopSignals, os.Interrupt, syscall.SIGTERM)
 	if c.Mode != ModeEcho && c.Mode != ModeBroadcast {
@@ -66,6 +68,7 @@ func Setup(name string) Config {
 		fmt.Fprintf(os.Stderr, "%s: -compress: this server does not compress\n", name)
 		os.Exit(2)
 	}
+	checkTLS(name, c.TLS)
 	if fs.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "%s: unexpected arguments %q\n", name, fs.Args())
 		os.Exit(2)
@@ -160,14 +163,11 @@ func Serve(name string, cfg Config, ln net.Listener, stop func()) {
 	}
 }
 
-// ServeHTTP listens on cfg.Addr, serves h with net/http, and runs it with
-// Serve.
+// ServeHTTP listens on cfg.Addr (with TLS if cfg.TLS is on: see Listen),
+// serves h with net/http, and runs it with Serve.
 func ServeHTTP(name string, cfg Config, h http.Handler) {
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		Fatal(name, err)
-	}
-	srv := &http.Server{Handler: h}
+	ln := Listen(name, cfg)
+	srv := &http.Server{Handler: h, ErrorLog: errorLog(cfg)}
 	go func() { _ = srv.Serve(ln) }()
 	Serve(name, cfg, ln, func() { _ = srv.Close() })
 }
