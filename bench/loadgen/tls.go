@@ -17,9 +17,12 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // wss clients. The raw-socket poller has no TLS, so a job over wss runs one
@@ -350,4 +353,39 @@ func SelfSigned() (certPEM, keyPEM []byte, err error) {
 		return nil, nil, err
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), nil
+}
+
+// DialTLSBridge is DialTLS for code written against a raw socket (Conn):
+// the Conn it returns is one end of a local socket pair whose other end
+// two goroutines copy to and from the TLS connection. Closing or shutting
+// down the Conn closes the TLS connection. The copying costs the caller's
+// CPU, never the server's.
+func DialTLSBridge(src, dst, path string, cfg *tls.Config, timeout time.Duration) (*Conn, error) {
+	tc, err := DialTLS(src, dst, path, cfg, timeout)
+	if err != nil {
+		return nil, err
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		tc.Close()
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fds[1]), "tls-bridge")
+	local, err := net.FileConn(f) // a dup: f is closed below
+	f.Close()
+	if err != nil {
+		unix.Close(fds[0])
+		tc.Close()
+		return nil, err
+	}
+	go func() { // what the caller writes -> the server
+		_, _ = io.Copy(tc.tc, local)
+		tc.Close()
+		local.Close()
+	}()
+	go func() { // the server -> the caller, the buffered bytes first
+		_, _ = io.Copy(local, tc.r)
+		local.Close()
+	}()
+	return newConn(fds[0], nil)
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"golang.org/x/sys/unix"
 )
 
 // tlsEchoServer is a gorilla/websocket echo server over TLS on /ws.
@@ -123,5 +124,49 @@ func TestTLSWorkerRefusesOthers(t *testing.T) {
 		if err := RunWorker(strings.NewReader(string(b)+"\n"), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "wss") {
 			t.Errorf("%s: %v, want a refusal", fmt.Sprint(job.Scenario), err)
 		}
+	}
+}
+
+// TestDialTLSBridge: frames written to the bridge's socket reach a TLS
+// server and its answers come back on the socket; shutting the socket down
+// closes the TLS connection.
+func TestDialTLSBridge(t *testing.T) {
+	addr, root := tlsEchoServer(t)
+	cfg, err := (&TLSJob{RootPEM: root}).Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := DialTLSBridge("127.0.0.1", addr, "/ws", cfg, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := unix.SetNonblock(c.Fd(), false); err != nil {
+		t.Fatal(err)
+	}
+	msg := bytes.Repeat([]byte("bridge"), 5000)
+	if err := c.WriteBlocking(ClientFrame(0x2, msg)); err != nil {
+		t.Fatal(err)
+	}
+	tv := unix.NsecToTimeval(int64(5 * time.Second))
+	_ = unix.SetsockoptTimeval(c.Fd(), unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	want := append([]byte{0x82, 126, byte(len(msg) >> 8), byte(len(msg))}, msg...)
+	got := make([]byte, 0, len(want))
+	buf := make([]byte, 4096)
+	for len(got) < len(want) {
+		n, err := unix.Read(c.Fd(), buf)
+		if err != nil || n == 0 {
+			t.Fatalf("read after %d of %d bytes: %v", len(got), len(want), err)
+		}
+		got = append(got, buf[:n]...)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("echo differs: got %d bytes %x...", len(got), got[:min(16, len(got))])
+	}
+	// Shut down: the bridge closes the TLS connection, and the server's
+	// close reaches the socket as its end.
+	_ = unix.Shutdown(c.Fd(), unix.SHUT_WR)
+	if n, err := unix.Read(c.Fd(), buf); n != 0 || err != nil {
+		t.Fatalf("after shutdown: read %d bytes, %v; want the end", n, err)
 	}
 }
