@@ -51,8 +51,14 @@ func chartSpecs() []chartSpec {
 
 // charts draws every chart into dir as PNG and returns the file names.
 func charts(runs []Run, servers []string, dir string) ([]string, error) {
+	return drawCharts(chartSpecs(), runs, servers, dir)
+}
+
+// drawCharts draws the charts of specs into dir as PNG, one bar per server
+// (the runs' Server) in each group, and returns the file names.
+func drawCharts(specs []chartSpec, runs []Run, servers []string, dir string) ([]string, error) {
 	var files []string
-	for _, cs := range chartSpecs() {
+	for _, cs := range specs {
 		var cases []caseKey
 		for _, c := range casesOf(runs, cs.scenario) {
 			if cs.filter == nil || cs.filter(c) {

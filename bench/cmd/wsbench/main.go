@@ -9,6 +9,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -73,8 +74,12 @@ func run(args []string) error {
 		soakRoom  = fs.Int("soak-room", 25, "soak: well-behaved clients per room")
 		soakFlat  = fs.Float64("soak-flat", 0.05, "soak: RSS, Go heap and goroutines after the warm-up must stay within this share of their median (goroutines: or 5)")
 		soakWarm  = fs.Float64("soak-warmup", 0.2, "soak: share of the run before goroutines are judged; memory also waits for one whole abuse cycle")
+		compress  = fs.Bool("compress", false, "JSON messages, and every echo and broadcast case run twice, plain and with permessage-deflate; defaults -servers wsd,gorilla,gws -scenarios echo,broadcast -conns 1000,10000 -sizes 1024; writes compress.json, compress.md and compress-*.png")
 	)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := compressDefaults(fs); err != nil {
 		return err
 	}
 	connsSet := false
@@ -103,6 +108,7 @@ func run(args []string) error {
 		p.conns, p.sizes, p.rounds = []int{200}, []int{32}, 1
 		p.echoFor, p.idleFor, p.bcastFor, p.bcastRates = time.Second, 500*time.Millisecond, time.Second, []int{20000}
 	}
+	p.setCompress(*compress)
 	if runtime.NumCPU() < 2 {
 		p.serverCPU, p.clientCPU = "", ""
 	}
@@ -139,9 +145,11 @@ func run(args []string) error {
 				for _, size := range sizesFor(scenario, p.sizes) {
 					for _, load := range loadsFor(scenario, p) {
 						for _, name := range names { // interleaved: A B C ... per case
-							r := runOne(p, specs[name], bins[name], scenario, n, size, load, round)
-							fmt.Fprintln(os.Stderr, summary(r))
-							runs = append(runs, r)
+							for _, deflate := range p.deflateModes() {
+								r := runOne(p, specs[name], bins[name], scenario, n, size, load, round, deflate)
+								fmt.Fprintln(os.Stderr, summary(r))
+								runs = append(runs, r)
+							}
 						}
 					}
 				}
@@ -159,6 +167,14 @@ func run(args []string) error {
 		return soakErr
 	}
 	meta := machineFacts(p, time.Since(started), os.Args)
+	if p.compress {
+		md, err := writeCompress(*out, meta, runs)
+		if err != nil {
+			return err
+		}
+		fmt.Print(md)
+		return errors.Join(failedRun(runs), soakErr)
+	}
 	b, _ := json.MarshalIndent(map[string]any{"machine": meta, "runs": runs}, "", "  ")
 	if err := os.WriteFile(filepath.Join(*out, "results.json"), b, 0o644); err != nil {
 		return err
@@ -168,10 +184,8 @@ func run(args []string) error {
 		return err
 	}
 	fmt.Print(md)
-	for _, r := range runs {
-		if !r.OK {
-			return fmt.Errorf("%s %s n=%d: %s", r.Server, r.Scenario, r.Conns, r.Err)
-		}
+	if err := failedRun(runs); err != nil {
+		return err
 	}
 	return soakErr
 }
@@ -324,7 +338,7 @@ func summary(r Run) string {
 		status = "FAILED: " + r.Err
 	}
 	return fmt.Sprintf("%-8s %-9s n=%-5d size=%-4d target=%-6d depth=%-2d round=%d  cpu/op=%.2fus rate=%.0f/s p99=%.0fus rss/conn=%.0fB heap/conn=%.0fB  %s",
-		r.Server, r.Scenario, r.Conns, r.Size, r.Target, r.Depth, r.Round, r.CPUPerOpUs, r.RatePerS, r.P99us, r.RSSPerConn, r.HeapPerConn, status)
+		deflateLabel(r), r.Scenario, r.Conns, r.Size, r.Target, r.Depth, r.Round, r.CPUPerOpUs, r.RatePerS, r.P99us, r.RSSPerConn, r.HeapPerConn, status)
 }
 
 // writeReport writes results.md and the charts into dir.
@@ -348,7 +362,13 @@ func rereport(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	found := false
+	if err := compressDefaults(fs); err != nil {
+		return err
+	}
+	found, err := rereportCompress(*dir)
+	if err != nil {
+		return err
+	}
 	if b, err := os.ReadFile(filepath.Join(*dir, "soak.json")); err == nil {
 		found = true
 		var data struct {

@@ -101,16 +101,22 @@ func report(meta map[string]any, runs []Run, servers []string) string {
 			b.WriteString("\n")
 		}
 	}
+	b.WriteString(failedSection(runs))
+	return b.String()
+}
+
+// failedSection lists the runs that failed under a heading, or is empty.
+func failedSection(runs []Run) string {
 	var failed []string
 	for _, r := range runs {
 		if !r.OK {
 			failed = append(failed, fmt.Sprintf("- %s %s n=%d size=%d load %s round %d: %s", r.Server, r.Scenario, r.Conns, r.Size, loadLabel(r.Scenario, keyOf(r)), r.Round, r.Err))
 		}
 	}
-	if len(failed) > 0 {
-		b.WriteString("### Failed runs\n\n" + strings.Join(failed, "\n") + "\n\n")
+	if len(failed) == 0 {
+		return ""
 	}
-	return b.String()
+	return "### Failed runs\n\n" + strings.Join(failed, "\n") + "\n\n"
 }
 
 // caseKey is one case of a scenario: connections, payload size, and the

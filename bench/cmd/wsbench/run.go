@@ -26,6 +26,7 @@ type Run struct {
 	Target   int    `json:"target_rate,omitempty"` // broadcast: delivered frames per second aimed at
 	Depth    int    `json:"depth,omitempty"`       // echo: messages in flight per connection (0 in older results: 1)
 	Round    int    `json:"round"`
+	Deflate  bool   `json:"deflate,omitempty"` // permessage-deflate negotiated (-compress)
 
 	OK  bool   `json:"ok"`
 	Err string `json:"error,omitempty"`
@@ -58,6 +59,9 @@ type Run struct {
 	// because on loopback the client's sockets live in the same kernel.
 	KernelPerConn float64 `json:"kernel_per_conn,omitempty"`
 	HeapPerConn   float64 `json:"heap_per_conn,omitempty"`
+	// WireBytesPerOp is what the clients read per echo or delivered frame,
+	// frame headers included.
+	WireBytesPerOp float64 `json:"wire_bytes_per_op,omitempty"`
 }
 
 // plan is what to run against every server.
@@ -76,6 +80,7 @@ type plan struct {
 	profileDir   string // where to save CPU profiles of wsd's measured phases
 	sourceBase   int    // first source address is 127.0.0.<sourceBase>
 	dialParallel int
+	compress     bool // -compress: JSON messages, each case plain and with permessage-deflate
 }
 
 // workerProc is one load-generator process.
@@ -179,6 +184,7 @@ func finishWorkers(ws []*workerProc, onGo func()) (loadgen.Result, *loadgen.Hist
 		agg.BadSize += r.BadSize
 		agg.Closed += r.Closed
 		agg.RunNs = max(agg.RunNs, r.RunNs)
+		agg.WireBytes += r.WireBytes
 		hist.Merge(r.Histogram())
 	}
 	return agg, &hist, err
@@ -202,9 +208,10 @@ func stopWorkers(ws []*workerProc) {
 
 // runOne runs one scenario against a fresh server process.
 // runOne runs one case; load is the broadcast rate aimed at, or the echo
-// depth.
-func runOne(p *plan, spec serverSpec, bin, scenario string, conns, size, load, round int) (r Run) {
-	r = Run{Server: spec.name, Scenario: scenario, Conns: conns, Size: size, Round: round}
+// depth; deflate negotiates permessage-deflate (see compressSpec).
+func runOne(p *plan, spec serverSpec, bin, scenario string, conns, size, load, round int, deflate bool) (r Run) {
+	r = Run{Server: spec.name, Scenario: scenario, Conns: conns, Size: size, Round: round, Deflate: deflate}
+	spec = compressSpec(p, spec, deflate)
 	switch scenario {
 	case "broadcast":
 		r.Target = load
@@ -226,6 +233,7 @@ func runOne(p *plan, spec serverSpec, bin, scenario string, conns, size, load, r
 	kernelBase := kernelMemory()
 
 	job := loadgen.Job{Scenario: scenario, Addr: srv.addr, Path: spec.path(mode), DialConcurrency: p.dialParallel, Size: size}
+	compressJob(p, &job, deflate)
 	var (
 		rate  float64 // broadcast: messages per second
 		count uint64  // broadcast: messages to publish
@@ -304,7 +312,7 @@ func runOne(p *plan, spec serverSpec, bin, scenario string, conns, size, load, r
 		wait := p.maybeProfile(srv, r, p.bcastFor)
 		c0 := srv.cpuSeconds()
 		t1 := time.Now()
-		res, hist, err = finishBroadcast(ws, sender, count, rate, size)
+		res, hist, err = finishBroadcast(ws, sender, count, rate, size, p.broadcastMessage())
 		wait()
 		r.CPUS = srv.cpuSeconds() - c0
 		r.RunS = time.Since(t1).Seconds()
@@ -317,6 +325,7 @@ func runOne(p *plan, spec serverSpec, bin, scenario string, conns, size, load, r
 		}
 	}
 	r.Messages, r.Lost, r.Reordered, r.Closed = res.Messages, res.Lost, res.Reordered, res.Closed
+	r.WireBytesPerOp = wireBytesPerOp(res)
 	if hist != nil && hist.N > 0 {
 		r.P50us = float64(hist.Quantile(0.5)) / 1e3
 		r.P99us = float64(hist.Quantile(0.99)) / 1e3
@@ -335,8 +344,9 @@ func runOne(p *plan, spec serverSpec, bin, scenario string, conns, size, load, r
 }
 
 // finishBroadcast tells the workers to start, publishes count messages of
-// size bytes through sender at rate per second, and collects the results.
-func finishBroadcast(ws []*workerProc, sender *loadgen.Conn, count uint64, rate float64, size int) (loadgen.Result, *loadgen.Hist, error) {
+// size bytes (written by msg) through sender at rate per second, and
+// collects the results.
+func finishBroadcast(ws []*workerProc, sender *loadgen.Conn, count uint64, rate float64, size int, msg broadcastMessage) (loadgen.Result, *loadgen.Hist, error) {
 	fd := sender.Fd()
 	_ = unix.SetNonblock(fd, false)
 	var wg sync.WaitGroup
@@ -359,8 +369,8 @@ func finishBroadcast(ws []*workerProc, sender *loadgen.Conn, count uint64, rate 
 				time.Sleep(d)
 			}
 			next = next.Add(interval)
-			payload = loadgen.BroadcastPayload(payload, seq, max(size, 16))
-			if err := sender.WriteBlocking(loadgen.ClientFrame(0x2, payload)); err != nil {
+			payload = msg.payload(payload, seq, size)
+			if err := sender.WriteBlocking(loadgen.ClientFrame(msg.op, payload)); err != nil {
 				return
 			}
 		}
