@@ -75,6 +75,7 @@ func run(args []string) error {
 		soakFlat  = fs.Float64("soak-flat", 0.05, "soak: RSS, Go heap and goroutines after the warm-up must stay within this share of their median (goroutines: or 5)")
 		soakWarm  = fs.Float64("soak-warmup", 0.2, "soak: share of the run before goroutines are judged; memory also waits for one whole abuse cycle")
 		compress  = fs.Bool("compress", false, "JSON messages, and every echo and broadcast case run twice, plain and with permessage-deflate; defaults -servers wsd,gorilla,gws -scenarios echo,broadcast -conns 1000,10000 -sizes 1024; writes compress.json, compress.md and compress-*.png")
+		tlsOn     = fs.Bool("tls", false, "run every case over ws and then over wss (a self-signed ECDSA P-256 certificate made at the start; a full TLS handshake per connection): columns \"wsd\" and \"wsd wss\" side by side")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -109,6 +110,17 @@ func run(args []string) error {
 		p.echoFor, p.idleFor, p.bcastFor, p.bcastRates = time.Second, 500*time.Millisecond, time.Second, []int{20000}
 	}
 	p.setCompress(*compress)
+	if *tlsOn {
+		if *compress {
+			return fmt.Errorf("-tls and -compress do not run together: the wss clients do not compress")
+		}
+		t, err := newTLSPlan()
+		if err != nil {
+			return err
+		}
+		defer t.cleanup()
+		p.tls = t
+	}
 	if runtime.NumCPU() < 2 {
 		p.serverCPU, p.clientCPU = "", ""
 	}
@@ -146,9 +158,11 @@ func run(args []string) error {
 					for _, load := range loadsFor(scenario, p) {
 						for _, name := range names { // interleaved: A B C ... per case
 							for _, deflate := range p.deflateModes() {
-								r := runOne(p, specs[name], bins[name], scenario, n, size, load, round, deflate)
-								fmt.Fprintln(os.Stderr, summary(r))
-								runs = append(runs, r)
+								for _, wss := range p.transports() {
+									r := runOne(p, specs[name], bins[name], scenario, n, size, load, round, deflate, wss)
+									fmt.Fprintln(os.Stderr, summary(r))
+									runs = append(runs, r)
+								}
 							}
 						}
 					}
@@ -179,7 +193,7 @@ func run(args []string) error {
 	if err := os.WriteFile(filepath.Join(*out, "results.json"), b, 0o644); err != nil {
 		return err
 	}
-	md, err := writeReport(*out, meta, runs, names)
+	md, err := writeReport(*out, meta, runs, p.labels(names))
 	if err != nil {
 		return err
 	}
@@ -338,7 +352,7 @@ func summary(r Run) string {
 		status = "FAILED: " + r.Err
 	}
 	return fmt.Sprintf("%-8s %-9s n=%-5d size=%-4d target=%-6d depth=%-2d round=%d  cpu/op=%.2fus rate=%.0f/s p99=%.0fus rss/conn=%.0fB heap/conn=%.0fB  %s",
-		deflateLabel(r), r.Scenario, r.Conns, r.Size, r.Target, r.Depth, r.Round, r.CPUPerOpUs, r.RatePerS, r.P99us, r.RSSPerConn, r.HeapPerConn, status)
+		withTransport(deflateLabel(r), r.TLS), r.Scenario, r.Conns, r.Size, r.Target, r.Depth, r.Round, r.CPUPerOpUs, r.RatePerS, r.P99us, r.RSSPerConn, r.HeapPerConn, status)
 }
 
 // writeReport writes results.md and the charts into dir.
@@ -401,9 +415,9 @@ func rereport(args []string) error {
 	var servers []string
 	seen := map[string]bool{}
 	for _, r := range data.Runs {
-		if !seen[r.Server] {
-			seen[r.Server] = true
-			servers = append(servers, r.Server)
+		if !seen[label(r)] {
+			seen[label(r)] = true
+			servers = append(servers, label(r))
 		}
 	}
 	md, err := writeReport(*dir, data.Machine, data.Runs, servers)

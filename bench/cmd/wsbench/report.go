@@ -110,7 +110,7 @@ func failedSection(runs []Run) string {
 	var failed []string
 	for _, r := range runs {
 		if !r.OK {
-			failed = append(failed, fmt.Sprintf("- %s %s n=%d size=%d load %s round %d: %s", r.Server, r.Scenario, r.Conns, r.Size, loadLabel(r.Scenario, keyOf(r)), r.Round, r.Err))
+			failed = append(failed, fmt.Sprintf("- %s %s n=%d size=%d load %s round %d: %s", label(r), r.Scenario, r.Conns, r.Size, loadLabel(r.Scenario, keyOf(r)), r.Round, r.Err))
 		}
 	}
 	if len(failed) == 0 {
@@ -171,7 +171,7 @@ func casesOf(runs []Run, scenario string) []caseKey {
 func runsOf(runs []Run, server, scenario string, c caseKey) []Run {
 	var out []Run
 	for _, r := range runs {
-		if r.Server == server && r.Scenario == scenario && keyOf(r) == c {
+		if label(r) == server && r.Scenario == scenario && keyOf(r) == c {
 			out = append(out, r)
 		}
 	}

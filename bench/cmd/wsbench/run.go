@@ -27,6 +27,7 @@ type Run struct {
 	Depth    int    `json:"depth,omitempty"`       // echo: messages in flight per connection (0 in older results: 1)
 	Round    int    `json:"round"`
 	Deflate  bool   `json:"deflate,omitempty"` // permessage-deflate negotiated (-compress)
+	TLS      bool   `json:"tls,omitempty"`     // over wss (-tls)
 
 	OK  bool   `json:"ok"`
 	Err string `json:"error,omitempty"`
@@ -80,7 +81,8 @@ type plan struct {
 	profileDir   string // where to save CPU profiles of wsd's measured phases
 	sourceBase   int    // first source address is 127.0.0.<sourceBase>
 	dialParallel int
-	compress     bool // -compress: JSON messages, each case plain and with permessage-deflate
+	compress     bool     // -compress: JSON messages, each case plain and with permessage-deflate
+	tls          *tlsPlan // -tls: the run's certificate; nil without
 }
 
 // workerProc is one load-generator process.
@@ -208,10 +210,12 @@ func stopWorkers(ws []*workerProc) {
 
 // runOne runs one scenario against a fresh server process.
 // runOne runs one case; load is the broadcast rate aimed at, or the echo
-// depth; deflate negotiates permessage-deflate (see compressSpec).
-func runOne(p *plan, spec serverSpec, bin, scenario string, conns, size, load, round int, deflate bool) (r Run) {
-	r = Run{Server: spec.name, Scenario: scenario, Conns: conns, Size: size, Round: round, Deflate: deflate}
+// depth; deflate negotiates permessage-deflate (see compressSpec); wss
+// runs it over TLS (see tlsSpec).
+func runOne(p *plan, spec serverSpec, bin, scenario string, conns, size, load, round int, deflate, wss bool) (r Run) {
+	r = Run{Server: spec.name, Scenario: scenario, Conns: conns, Size: size, Round: round, Deflate: deflate, TLS: wss}
 	spec = compressSpec(p, spec, deflate)
+	spec = tlsSpec(p, spec, wss)
 	switch scenario {
 	case "broadcast":
 		r.Target = load
@@ -234,6 +238,7 @@ func runOne(p *plan, spec serverSpec, bin, scenario string, conns, size, load, r
 
 	job := loadgen.Job{Scenario: scenario, Addr: srv.addr, Path: spec.path(mode), DialConcurrency: p.dialParallel, Size: size}
 	compressJob(p, &job, deflate)
+	tlsJob(p, &job, wss)
 	var (
 		rate  float64 // broadcast: messages per second
 		count uint64  // broadcast: messages to publish
@@ -303,7 +308,7 @@ func runOne(p *plan, spec serverSpec, bin, scenario string, conns, size, load, r
 		}
 	case "broadcast":
 		r.Sent = count
-		sender, serr := loadgen.Dial("127.0.0.1", srv.addr, job.Path, 10*time.Second)
+		sender, serr := dialSender(p, wss, srv.addr, job.Path)
 		if serr != nil {
 			r.Err = "sender: " + serr.Error()
 			return r
