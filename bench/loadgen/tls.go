@@ -38,10 +38,15 @@ type TLSJob struct {
 	// ServerName is checked against the server's certificate (default
 	// "127.0.0.1").
 	ServerName string `json:"server_name,omitempty"`
+	// X25519 offers X25519 alone for the key exchange, instead of
+	// crypto/tls's default X25519MLKEM768 first: what a server without
+	// ML-KEM (nbio's fork) does anyway, so that handshakes compare alike.
+	X25519 bool `json:"x25519,omitempty"`
 }
 
 // Config is the client's tls.Config for j: TLS 1.2 or 1.3 as the server
-// picks, crypto/tls's default key exchanges, no session cache.
+// picks, crypto/tls's default key exchanges (or X25519 alone), no session
+// cache.
 func (j *TLSJob) Config() (*tls.Config, error) {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM([]byte(j.RootPEM)) {
@@ -51,7 +56,11 @@ func (j *TLSJob) Config() (*tls.Config, error) {
 	if name == "" {
 		name = "127.0.0.1"
 	}
-	return &tls.Config{RootCAs: pool, ServerName: name, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}, nil
+	cfg := &tls.Config{RootCAs: pool, ServerName: name, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+	if j.X25519 {
+		cfg.CurvePreferences = []tls.CurveID{tls.X25519}
+	}
+	return cfg, nil
 }
 
 // TLSConn is one wss client connection, used by one goroutine at a time.

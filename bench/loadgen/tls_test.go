@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -168,5 +169,29 @@ func TestDialTLSBridge(t *testing.T) {
 	_ = unix.Shutdown(c.Fd(), unix.SHUT_WR)
 	if n, err := unix.Read(c.Fd(), buf); n != 0 || err != nil {
 		t.Fatalf("after shutdown: read %d bytes, %v; want the end", n, err)
+	}
+}
+
+// TestTLSJobCurves: by default the client offers crypto/tls's default key
+// exchanges (X25519MLKEM768 with a Go server), with X25519 set X25519 alone.
+func TestTLSJobCurves(t *testing.T) {
+	addr, root := tlsEchoServer(t)
+	for _, tc := range []struct {
+		x25519 bool
+		want   tls.CurveID
+	}{{false, tls.X25519MLKEM768}, {true, tls.X25519}} {
+		cfg, err := (&TLSJob{RootPEM: root, X25519: tc.x25519}).Config()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := DialTLS("", addr, "/ws", cfg, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := c.State()
+		c.Close()
+		if st.CurveID != tc.want || st.Version != tls.VersionTLS13 || st.DidResume {
+			t.Errorf("X25519 %v: key exchange %v, version %x, resumed %v; want %v over TLS 1.3, not resumed", tc.x25519, st.CurveID, st.Version, st.DidResume, tc.want)
+		}
 	}
 }

@@ -76,6 +76,7 @@ func run(args []string) error {
 		soakWarm  = fs.Float64("soak-warmup", 0.2, "soak: share of the run before goroutines are judged; memory also waits for one whole abuse cycle")
 		compress  = fs.Bool("compress", false, "JSON messages, and every echo and broadcast case run twice, plain and with permessage-deflate; defaults -servers wsd,gorilla,gws -scenarios echo,broadcast -conns 1000,10000 -sizes 1024; writes compress.json, compress.md and compress-*.png")
 		tlsOn     = fs.Bool("tls", false, "run every case over ws and then over wss (a self-signed ECDSA P-256 certificate made at the start; a full TLS handshake per connection): columns \"wsd\" and \"wsd wss\" side by side")
+		tlsX25519 = fs.Bool("tls-x25519", false, "with -tls: the clients offer X25519 alone instead of crypto/tls's X25519MLKEM768 first, so that every server does the key exchange of nbio's TLS, which has no ML-KEM")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -114,7 +115,7 @@ func run(args []string) error {
 		if *compress {
 			return fmt.Errorf("-tls and -compress do not run together: the wss clients do not compress")
 		}
-		t, err := newTLSPlan()
+		t, err := newTLSPlan(*tlsX25519)
 		if err != nil {
 			return err
 		}

@@ -15,18 +15,21 @@ import (
 // the clients trust it, make a full handshake per connection (no session
 // resumption) and take the TLS version and key exchange crypto/tls picks
 // with the server (TLS 1.3 everywhere; X25519MLKEM768 with the servers on
-// Go's crypto/tls, X25519 with nbio's fork, which has no ML-KEM).
+// Go's crypto/tls, X25519 with nbio's fork, which has no ML-KEM; with
+// -tls-x25519 the clients offer X25519 alone, so that every server does
+// the same key exchange).
 
 // tlsPlan is the certificate of a -tls run.
 type tlsPlan struct {
 	dir       string // holds cert.pem and key.pem
 	cert, key string // their paths
 	pem       string // the certificate, for the clients to trust
+	x25519    bool   // -tls-x25519: the clients offer X25519 alone
 }
 
 // newTLSPlan makes the run's certificate and writes it to a new
-// directory; remove it with cleanup.
-func newTLSPlan() (*tlsPlan, error) {
+// directory; remove it with cleanup. x25519 is -tls-x25519.
+func newTLSPlan(x25519 bool) (*tlsPlan, error) {
 	certPEM, keyPEM, err := loadgen.SelfSigned()
 	if err != nil {
 		return nil, err
@@ -35,7 +38,7 @@ func newTLSPlan() (*tlsPlan, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &tlsPlan{dir: dir, cert: filepath.Join(dir, "cert.pem"), key: filepath.Join(dir, "key.pem"), pem: string(certPEM)}
+	t := &tlsPlan{dir: dir, cert: filepath.Join(dir, "cert.pem"), key: filepath.Join(dir, "key.pem"), pem: string(certPEM), x25519: x25519}
 	if err := os.WriteFile(t.cert, certPEM, 0o600); err != nil {
 		t.cleanup()
 		return nil, err
@@ -48,6 +51,11 @@ func newTLSPlan() (*tlsPlan, error) {
 }
 
 func (t *tlsPlan) cleanup() { _ = os.RemoveAll(t.dir) }
+
+// job is what the clients need to know of the plan.
+func (t *tlsPlan) job() *loadgen.TLSJob {
+	return &loadgen.TLSJob{RootPEM: t.pem, X25519: t.x25519}
+}
 
 // transports are the runs of each case: ws only, or with -tls ws and then
 // wss (true), one after the other on the same load.
@@ -74,7 +82,7 @@ func tlsSpec(p *plan, spec serverSpec, wss bool) serverSpec {
 // tlsJob makes job's connections wss when wss is set.
 func tlsJob(p *plan, job *loadgen.Job, wss bool) {
 	if wss {
-		job.TLS = &loadgen.TLSJob{RootPEM: p.tls.pem}
+		job.TLS = p.tls.job()
 	}
 }
 
@@ -84,7 +92,7 @@ func dialSender(p *plan, wss bool, addr, path string) (*loadgen.Conn, error) {
 	if !wss {
 		return loadgen.Dial("127.0.0.1", addr, path, 10*time.Second)
 	}
-	cfg, err := (&loadgen.TLSJob{RootPEM: p.tls.pem}).Config()
+	cfg, err := p.tls.job().Config()
 	if err != nil {
 		return nil, err
 	}

@@ -43,7 +43,7 @@ func TestReportTLS(t *testing.T) {
 // TestTLSPlan: the run's certificate loads as a pair, and the clients'
 // configuration trusts it.
 func TestTLSPlan(t *testing.T) {
-	tp, err := newTLSPlan()
+	tp, err := newTLSPlan(false)
 	if err != nil {
 		t.Fatal(err)
 	}
