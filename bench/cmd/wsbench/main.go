@@ -3,6 +3,7 @@
 //
 //	wsbench run [-quick] [-servers wsd,gorilla,gobwas,gws,nbio] [-out results]
 //	wsbench run -scenarios soak [-soak-quick | -soak-duration 10m -conns 15000]
+//	wsbench run -scenarios cluster [-cluster-quick | -conns 100000 -cluster-nodes 7]
 //
 // "wsbench worker" is the load-generator process it starts itself.
 package main
@@ -52,7 +53,7 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("wsbench run", flag.ContinueOnError)
 	var (
 		servers   = fs.String("servers", "wsd,gorilla,gobwas,gws,nbio", "servers to compare, run interleaved")
-		scenarios = fs.String("scenarios", "connect,idle,echo,broadcast", "scenarios: connect, idle, echo, broadcast, and soak (wsd alone, run once; not in the default list)")
+		scenarios = fs.String("scenarios", "connect,idle,echo,broadcast", "scenarios: connect, idle, echo, broadcast, and soak and cluster (wsd alone, run once; not in the default list)")
 		conns     = fs.String("conns", "1000,5000,15000", "connection counts (soak: the largest; 15000 when not set)")
 		sizes     = fs.String("sizes", "32,1024", "payload sizes for echo and broadcast")
 		rounds    = fs.Int("rounds", 3, "rounds (medians are reported)")
@@ -78,6 +79,7 @@ func run(args []string) error {
 		tlsOn     = fs.Bool("tls", false, "run every case over ws and then over wss (a self-signed ECDSA P-256 certificate made at the start; a full TLS handshake per connection): columns \"wsd\" and \"wsd wss\" side by side")
 		tlsX25519 = fs.Bool("tls-x25519", false, "with -tls: the clients offer X25519 alone instead of crypto/tls's X25519MLKEM768 first, so that every server does the key exchange of nbio's TLS, which has no ML-KEM")
 	)
+	clusterOpts := clusterFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -87,8 +89,14 @@ func run(args []string) error {
 	connsSet := false
 	fs.Visit(func(f *flag.Flag) { connsSet = connsSet || f.Name == "conns" })
 	var sp *soakPlan
+	var cp *clusterPlan
 	var others []string
 	for _, s := range strings.Split(*scenarios, ",") {
+		if s == "cluster" { // -conns: the total, when given
+			c := clusterOpts(btoi(connsSet) * slices.Max(append(splitInts(*conns), 1)))
+			cp = &c
+			continue
+		}
 		if s == "soak" {
 			sp = &soakPlan{conns: 15000, duration: *soakFor, abusers: *soakAbuse, rate: *soakRate, room: *soakRoom, tolerance: *soakFlat, warmup: *soakWarm}
 			if connsSet {
@@ -130,7 +138,7 @@ func run(args []string) error {
 		names = nil // the soak alone: wsd only
 	}
 	toBuild := names
-	if sp != nil && !slices.Contains(names, "wsd") {
+	if (sp != nil || cp != nil) && !slices.Contains(names, "wsd") {
 		toBuild = append(toBuild, "wsd")
 	}
 	binDir, err := os.MkdirTemp("", "wsbench-bin-")
@@ -178,6 +186,9 @@ func run(args []string) error {
 	if sp != nil {
 		soakErr = soak(p, *sp, bins["wsd"], *out, describeWsd(*wsdRev))
 	}
+	if cp != nil {
+		soakErr = errors.Join(soakErr, clusterScenario(p, *cp, bins["wsd"], *out, describeWsd(*wsdRev)))
+	}
 	if len(others) == 0 {
 		return soakErr
 	}
@@ -211,20 +222,28 @@ func soak(p *plan, sp soakPlan, bin, out, wsd string) error {
 	started := time.Now()
 	fmt.Fprintf(os.Stderr, "soak: %d connections for %v, wsd %s\n", sp.conns, sp.duration, wsd)
 	r := runSoak(p, sp, bin)
+	return saveOnce(p, started, out, "soak", wsd, r, r.Failures, func(meta map[string]any) (string, error) { return writeSoakReport(out, meta, r) })
+}
+
+// saveOnce saves a scenario that runs once (soak, cluster), started at
+// started: name.json in out holds the machine's facts and run, write
+// writes the report (which is printed), and the run fails with its
+// failures.
+func saveOnce(p *plan, started time.Time, out, name, wsd string, run any, failures []string, write func(meta map[string]any) (string, error)) error {
 	meta := machineFacts(p, time.Since(started), os.Args)
 	meta["rounds"] = 1
 	meta["wsd"] = wsd
-	b, _ := json.MarshalIndent(map[string]any{"machine": meta, "soak": r}, "", " ")
-	if err := os.WriteFile(filepath.Join(out, "soak.json"), b, 0o644); err != nil {
+	b, _ := json.MarshalIndent(map[string]any{"machine": meta, name: run}, "", " ")
+	if err := os.WriteFile(filepath.Join(out, name+".json"), b, 0o644); err != nil {
 		return err
 	}
-	md, err := writeSoakReport(out, meta, r)
+	md, err := write(meta)
 	if err != nil {
 		return err
 	}
 	fmt.Print(md)
-	if !r.OK {
-		return fmt.Errorf("soak failed: %s", strings.Join(r.Failures, "; "))
+	if len(failures) > 0 {
+		return fmt.Errorf("%s failed: %s", name, strings.Join(failures, "; "))
 	}
 	return nil
 }
@@ -369,11 +388,12 @@ func writeReport(dir string, meta map[string]any, runs []Run, servers []string) 
 	return md, os.WriteFile(filepath.Join(dir, "results.md"), []byte(md), 0o644)
 }
 
-// rereport rebuilds results.md and the charts from results.json, and
-// soak.md and its charts from soak.json, whichever are there.
+// rereport rebuilds results.md and the charts from results.json, soak.md
+// and its charts from soak.json, and cluster.md and its charts from
+// cluster.json, whichever are there.
 func rereport(args []string) error {
 	fs := flag.NewFlagSet("wsbench report", flag.ContinueOnError)
-	dir := fs.String("dir", "results", "directory holding results.json or soak.json")
+	dir := fs.String("dir", "results", "directory holding results.json, soak.json or cluster.json")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -399,6 +419,11 @@ func rereport(args []string) error {
 		}
 		fmt.Print(md)
 	}
+	clusterFound, err := rereportCluster(*dir)
+	if err != nil {
+		return err
+	}
+	found = found || clusterFound
 	b, err := os.ReadFile(filepath.Join(*dir, "results.json"))
 	if os.IsNotExist(err) && found {
 		return nil
