@@ -2,7 +2,7 @@
 # test suite under the race detector, then the allocation and memory guards
 # (which the race detector would distort) without it, then the benchmark
 # module's tests and its quick run (every server completes every scenario
-# without loss).
+# without loss, over ws and over wss).
 
 GO ?= go
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
@@ -51,7 +51,7 @@ BENCH_OUT ?= $(or $(WSD_ARTIFACTS),/tmp)/bench-quick
 
 bench-smoke:
 	cd bench && $(GO) vet ./... && $(STATICCHECK) ./... && $(GO) test -count=1 ./...
-	cd bench && $(GO) run ./cmd/wsbench run -quick -out $(BENCH_OUT)
+	cd bench && $(GO) run ./cmd/wsbench run -quick -tls -out $(BENCH_OUT)
 	cd bench && $(GO) run ./cmd/wsbench run -scenarios soak -soak-quick -out $(BENCH_OUT)-soak
 
 bench:
