@@ -36,6 +36,7 @@ type admin struct {
 	mux      *http.ServeMux
 	registry *prometheus.Registry
 	cluster  *cluster // nil for a node alone (see join)
+	authn    *authn   // -auth: users and identities (admin_auth.go); nil when off
 }
 
 // newAdmin builds the admin handler. token, if not empty, is required as
@@ -108,6 +109,7 @@ type publishRequest struct {
 	DataBase64 *string  `json:"data_base64"`
 	Exclude    connRef  `json:"exclude"`
 	To         connRef  `json:"to"`
+	User       string   `json:"user"` // every connection of a user (admin_auth.go)
 }
 
 func (a *admin) publish(w http.ResponseWriter, r *http.Request) {
@@ -139,7 +141,10 @@ func (a *admin) publish(w http.ResponseWriter, r *http.Request) {
 	case req.To != "" && (len(topics) > 0 || req.Exclude != ""):
 		writeError(w, http.StatusBadRequest, `"to" sends to one connection: give no "topic", "topics" or "exclude" with it`)
 		return
-	case req.To == "" && len(topics) == 0:
+	case req.User != "" && (len(topics) > 0 || req.To != "" || req.Exclude != ""):
+		writeError(w, http.StatusBadRequest, `"user" sends to one user's connections: give no "topic", "topics", "to" or "exclude" with it`)
+		return
+	case req.To == "" && req.User == "" && len(topics) == 0:
 		writeError(w, http.StatusBadRequest, `"topic" or "topics" is required (or "to", a connection id)`)
 		return
 	}
@@ -172,6 +177,10 @@ func (a *admin) publish(w http.ResponseWriter, r *http.Request) {
 	}
 	if a.maxMsg > 0 && int64(len(payload)) > a.maxMsg {
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("payload of %d bytes is over max-message-size (%d)", len(payload), a.maxMsg))
+		return
+	}
+	if req.User != "" {
+		a.publishUser(w, req.User, op, payload)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), a.wait)

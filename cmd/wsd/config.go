@@ -98,6 +98,9 @@ type config struct {
 	AdminTLS         bool
 	cert             *tls.Certificate
 
+	// Client authentication (auth_config.go).
+	Auth authConfig
+
 	// from records where each setting that was given came from, by flag
 	// name, for the errors about relations between settings.
 	from map[string]source
@@ -185,6 +188,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	text(&c.LogFormat, "log-format", "console", oneOf("log format", "console", "json"), "log format: console or json")
 	addTLSFlags(fs, c)
 	addClusterFlags(fs, c)
+	addAuthFlags(fs, c)
 	return fs
 }
 
@@ -337,6 +341,7 @@ func (c *config) checkRelations() []error {
 		}
 	}
 	errs = append(errs, c.checkTLS()...)
+	errs = append(errs, c.checkAuth()...)
 	return append(errs, c.checkCluster()...)
 }
 

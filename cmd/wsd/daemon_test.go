@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -65,8 +66,14 @@ func startWSD(t *testing.T, args ...string) *testDaemon {
 // ends; every read of the test must set its own deadline (readJSON does).
 func (td *testDaemon) dialWS(t *testing.T, path string) *websocket.Conn {
 	t.Helper()
+	return td.dialHeader(t, path, nil)
+}
+
+// dialHeader is dialWS with header sent with the upgrade request.
+func (td *testDaemon) dialHeader(t *testing.T, path string, header http.Header) *websocket.Conn {
+	t.Helper()
 	d := websocket.Dialer{HandshakeTimeout: adminTimeout}
-	c, resp, err := d.Dial("ws://"+td.addr+path, nil)
+	c, resp, err := d.Dial("ws://"+td.addr+path, header)
 	if err != nil {
 		status := 0
 		if resp != nil {

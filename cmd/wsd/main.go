@@ -72,6 +72,9 @@ func exitStatus(w io.Writer, err error) int {
 // everything before it starts anything, so that a configuration error is
 // reported before any listener opens and before any log line.
 func run(args, environ []string) error {
+	if len(args) > 0 && args[0] == "token" {
+		return runToken(args[1:], os.Stdout)
+	}
 	cfg, warnings, err := loadConfig(args, environ)
 	for _, w := range warnings {
 		fmt.Fprintln(os.Stderr, "wsd: warning:", w)
@@ -104,6 +107,7 @@ type daemon struct {
 	admin  *admin     // nil without -admin-addr
 	nodes  *cluster   // nil without -nats-url or -nats-listen
 	certs  *certStore // nil without -tls-cert
+	auth   *authn     // nil without -auth
 }
 
 // newDaemon builds the logger, the hub, the mode's handler, the engine and
@@ -148,6 +152,7 @@ func newDaemon(cfg *config) (d *daemon, err error) {
 		return nil, err
 	}
 	opts.OnUpgrade, opts.HTTPHandler = md.onUpgrade, md.httpHandler
+	d.auth = md.auth
 	if cfg.TLSClientCA != "" && log.Core().Enabled(zap.DebugLevel) {
 		opts.OnUpgrade = logClientCert(md.onUpgrade, log)
 	}
@@ -162,6 +167,7 @@ func newDaemon(cfg *config) (d *daemon, err error) {
 		if d.nodes != nil {
 			d.admin.join(d.nodes)
 		}
+		d.admin.addAuthRoutes(d.auth)
 	}
 	return d, nil
 }

@@ -28,6 +28,7 @@ type mode struct {
 	onUpgrade   func(*engine.Request) *engine.Response
 	httpHandler func(*engine.Request) *engine.Response
 	chat        *chatHandler // chat mode: its presence, for a cluster
+	auth        *authn       // -auth: the clients' identities (auth.go); nil when off
 }
 
 // newMode builds the mode of a node alone.
@@ -35,6 +36,15 @@ func newMode(cfg *config, hub *broadcast.Hub) (*mode, error) { return newModeIn(
 
 // newModeIn builds the mode of a node of cl (nil: alone).
 func newModeIn(cfg *config, hub *broadcast.Hub, cl *cluster) (*mode, error) {
+	md, err := newModeOf(cfg, hub, cl, newAuthn(cfg, cl.connID))
+	if err != nil {
+		return nil, err
+	}
+	return md.auth.wrap(md), nil
+}
+
+// newModeOf builds the mode, its push permissions guarded by g (nil: -auth off).
+func newModeOf(cfg *config, hub *broadcast.Hub, cl *cluster, g *authn) (*mode, error) {
 	switch cfg.Mode {
 	case "echo":
 		return &mode{handler: echoHandler{}}, nil
@@ -45,13 +55,13 @@ func newModeIn(cfg *config, hub *broadcast.Hub, cl *cluster) (*mode, error) {
 			ch.presence, ch.changed = broadcast.New(hubOptions(cfg)), cl.presenceChanged
 			handler = hub.Handler(ch.presence.Handler(ch))
 		}
-		return &mode{handler: handler, onUpgrade: chatUpgrade, httpHandler: serveDemo, chat: ch}, nil
+		return &mode{handler: handler, onUpgrade: chatUpgrade, httpHandler: serveDemo, chat: ch, auth: g}, nil
 	case "push":
-		ph := &pushHandler{hub: hub, allowed: splitList(cfg.ClientPublish), maxSubs: cfg.MaxSubscriptions, connID: cl.connID}
+		ph := &pushHandler{hub: hub, allowed: splitList(cfg.ClientPublish), maxSubs: cfg.MaxSubscriptions, connID: cl.connID, perm: g.guard()}
 		if cl != nil {
 			ph.unavailable = cl.unavailable
 		}
-		return &mode{handler: hub.Handler(ph), onUpgrade: ph.upgrade}, nil
+		return &mode{handler: hub.Handler(ph), onUpgrade: ph.upgrade, auth: g}, nil
 	}
 	return nil, fmt.Errorf("unknown mode %q (want echo, chat or push)", cfg.Mode)
 }
@@ -207,7 +217,7 @@ const (
 	codeBadRequest  pushErrorCode = "bad_request"            // not a JSON text message, an unknown op, bad data_base64
 	codeBadTopic    pushErrorCode = "bad_topic"              // the topic is missing or breaks checkTopic's rule
 	codeTooManySubs pushErrorCode = "too_many_subscriptions" // past -max-subscriptions
-	codeForbidden   pushErrorCode = "forbidden"              // publishing to a topic -client-publish does not allow
+	codeForbidden   pushErrorCode = "forbidden"              // publishing to a topic -client-publish does not allow (with -auth: subscribing or publishing where the identity may not)
 	codeUnavailable pushErrorCode = "unavailable"            // publishing while the cluster's NATS is unreachable
 )
 
@@ -222,6 +232,7 @@ type pushHandler struct {
 	// unavailable, in a cluster, reports that NATS is unreachable, so that
 	// a client's publish is refused rather than lost. nil: alone.
 	unavailable func() bool
+	perm        topicGuard // -auth: what each client may subscribe and publish to (auth.go); nil when off
 }
 
 // pushOpen is what upgrade leaves for OnOpen.
@@ -337,6 +348,10 @@ func (h *pushHandler) OnMessage(c *engine.Conn, op codec.OpCode, p []byte) {
 	}
 	switch m.Op {
 	case "subscribe":
+		if !h.maySubscribe(c, m.Topic) {
+			pushError(c, codeForbidden, m.Topic, "subscribing to this topic is not allowed")
+			return
+		}
 		switch err := h.hub.Subscribe(c, m.Topic); {
 		case errors.Is(err, broadcast.ErrTooManySubscriptions):
 			pushError(c, codeTooManySubs, m.Topic, fmt.Sprintf("a connection may subscribe to at most %d topics", h.maxSubs))
@@ -347,7 +362,7 @@ func (h *pushHandler) OnMessage(c *engine.Conn, op codec.OpCode, p []byte) {
 		h.hub.Unsubscribe(c, m.Topic)
 		pushReply(c, "unsubscribed", m.Topic)
 	case "publish":
-		if !topicAllowed(h.allowed, m.Topic) {
+		if !h.mayPublish(c, m.Topic) {
 			pushError(c, codeForbidden, m.Topic, "publishing to this topic is not allowed")
 			return
 		}

@@ -1,0 +1,610 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wsdproject/wsd/auth"
+	"github.com/wsdproject/wsd/codec"
+	"github.com/wsdproject/wsd/engine"
+)
+
+// Client authentication (-auth). The mode's handler and upgrade hook are
+// wrapped by an authn: at the upgrade it reads the credentials (an
+// Authorization header, Bearer or Basic, or ?token=), checks them (an HMAC
+// token or a cached basic-auth success on the event loop; a signature or a
+// bcrypt hash on an auth.Pool, the upgrade deferred meanwhile with
+// engine.Request.Defer) and answers 401 with the reason, or 403 for topics
+// in the URL the client may not subscribe to. A client without credentials
+// is anonymous (-auth optional) or must send {"op":"auth","token":...} as
+// its first message within -auth-timeout (-auth required): until then the
+// mode does not see the connection (no OnOpen: no subscription, no room).
+// While connected a token's "exp" is enforced: {"op":"expired"}, then
+// -auth-refresh-grace to send {"op":"refresh","token":...}, else close
+// 4003. The deadlines are kept in one wheel for the daemon (authTimers),
+// not a timer per connection.
+
+// Close codes of authentication (README: Authentication).
+const (
+	closeAuthBadMessage codec.StatusCode = 4000 // a first message that is not {"op":"auth",...}, or a malformed auth or refresh message
+	closeAuthFailed     codec.StatusCode = 4001 // the token of an auth or refresh message is refused (the reason says why)
+	closeAuthTimeout    codec.StatusCode = 4002 // no auth message within -auth-timeout
+	closeAuthExpired    codec.StatusCode = 4003 // the token expired and no refresh came within -auth-refresh-grace
+	closeAuthForbidden  codec.StatusCode = 4004 // the user may not subscribe to a topic (room) the URL names
+	closeDisconnected   codec.StatusCode = 4005 // POST /api/disconnect without a code
+)
+
+// authn authenticates the clients of one daemon and knows each
+// connection's identity.
+type authn struct {
+	cfg    *authConfig
+	pool   *auth.Pool // slow checks; nil when every check is cheap
+	connID func(uint64) string
+	reg    registry
+	timers authTimers
+	onLoop bool // HMAC tokens: checked on the event loop
+}
+
+// newAuthn returns the authentication of cfg, or nil with -auth off.
+func newAuthn(cfg *config, connID func(uint64) string) *authn {
+	a := &cfg.Auth
+	if !a.on() {
+		return nil
+	}
+	g := &authn{cfg: a, connID: connID, onLoop: a.jwt == nil || a.jwtOnLoop}
+	g.reg.init()
+	g.timers.fire = g.fire
+	if !g.onLoop || a.basic != nil {
+		g.pool = auth.NewPool(auth.PoolOptions{Workers: a.CheckWorkers})
+	}
+	return g
+}
+
+// wrap puts the authentication around md's handler and upgrade hook.
+func (g *authn) wrap(md *mode) *mode {
+	if g == nil {
+		return md
+	}
+	md.handler = &authHandler{g: g, next: md.handler}
+	md.onUpgrade = g.upgrade(md.onUpgrade)
+	md.auth = g
+	return md
+}
+
+// authCtx is the Context of an upgraded connection until its OnOpen: the
+// identity (nil: it must send the auth message) and the mode's Context.
+type authCtx struct {
+	id   *auth.Identity
+	next any
+}
+
+// topicsOf returns the topics a mode's upgrade Context asks for: ?topics=
+// in push mode, the room in chat mode.
+func topicsOf(modeCtx any) []string {
+	switch v := modeCtx.(type) {
+	case *pushOpen:
+		return v.topics
+	case *chatConn:
+		return []string{v.room}
+	}
+	return nil
+}
+
+// forbiddenTopic returns the first of topics id may not subscribe to.
+func forbiddenTopic(id *auth.Identity, topics []string) (string, bool) {
+	for _, t := range topics {
+		if !id.CanSubscribe(t) {
+			return t, true
+		}
+	}
+	return "", false
+}
+
+// upgrade wraps the mode's upgrade hook next.
+func (g *authn) upgrade(next func(*engine.Request) *engine.Response) func(*engine.Request) *engine.Response {
+	return func(r *engine.Request) *engine.Response {
+		if next != nil {
+			if resp := next(r); resp != nil {
+				return resp
+			}
+		}
+		modeCtx := r.Context
+		header := r.Header("Authorization")
+		token, bearer := auth.Bearer(header)
+		basic := len(header) > 6 && strings.EqualFold(header[:6], "basic ")
+		if !bearer && !basic {
+			token = r.Query("token")
+		}
+		var check func() (*auth.Identity, error)
+		switch {
+		case basic && g.cfg.basic == nil, token != "" && g.cfg.jwt == nil:
+			return g.refused(auth.ErrNoCredentials, "this server does not take these credentials")
+		case basic:
+			if id, ok := g.cfg.basic.Cached(header); ok {
+				return g.accepted(r, modeCtx, id)
+			}
+			check = func() (*auth.Identity, error) { return g.cfg.basic.CheckBasic(header) }
+		case token != "":
+			if g.onLoop {
+				id, err := g.cfg.jwt.Verify(token, time.Now())
+				if err != nil {
+					return g.refused(err, "")
+				}
+				return g.accepted(r, modeCtx, id)
+			}
+			check = func() (*auth.Identity, error) { return g.cfg.jwt.Verify(token, time.Now()) }
+		case g.cfg.Mode == "optional":
+			return g.accepted(r, modeCtx, g.cfg.anonymous)
+		default: // required, and the credentials come in the first message
+			r.Context = &authCtx{next: modeCtx}
+			return nil
+		}
+		p := r.Defer()
+		err := g.pool.Submit(func() (*auth.Identity, error) {
+			if p.Gone() {
+				return nil, auth.ErrClosed
+			}
+			return check()
+		}, func(id *auth.Identity, err error) {
+			if err != nil {
+				p.Reject(g.refused(err, ""))
+				return
+			}
+			if t, bad := forbiddenTopic(id, topicsOf(modeCtx)); bad {
+				p.Reject(forbidden(t))
+				return
+			}
+			p.Accept(&authCtx{id: id, next: modeCtx})
+		})
+		if err != nil {
+			p.Reject(g.refused(err, ""))
+		}
+		return nil
+	}
+}
+
+// accepted completes an upgrade whose identity is known now.
+func (g *authn) accepted(r *engine.Request, modeCtx any, id *auth.Identity) *engine.Response {
+	if t, bad := forbiddenTopic(id, topicsOf(modeCtx)); bad {
+		return forbidden(t)
+	}
+	r.Context = &authCtx{id: id, next: modeCtx}
+	return nil
+}
+
+// refused is the 401 (or 503, 500) of a refused credential: the reason, never
+// the credential.
+func (g *authn) refused(err error, reason string) *engine.Response {
+	if reason == "" {
+		if ae, ok := err.(*auth.Error); ok {
+			reason = ae.Reason
+		} else {
+			reason = "authentication failed"
+		}
+	}
+	h := http.Header{"Content-Type": {"text/plain; charset=utf-8"}}
+	status := auth.Status(err)
+	if status == http.StatusUnauthorized {
+		var ch []string
+		if g.cfg.jwt != nil {
+			ch = append(ch, `Bearer realm="wsd"`)
+		}
+		if g.cfg.basic != nil {
+			ch = append(ch, `Basic realm="wsd", charset="UTF-8"`)
+		}
+		h["Www-Authenticate"] = ch
+	}
+	return &engine.Response{Status: status, Header: h, Body: []byte(reason + "\n")}
+}
+
+// forbidden is the 403 of a topic in the URL the user may not subscribe to.
+func forbidden(topic string) *engine.Response {
+	return &engine.Response{Status: http.StatusForbidden, Header: http.Header{"Content-Type": {"text/plain; charset=utf-8"}},
+		Body: []byte("not allowed to subscribe to " + quoteTopic(topic) + "\n")}
+}
+
+// session is what the daemon knows of an authenticated (or authenticating)
+// connection.
+type session struct {
+	c  *engine.Conn
+	id atomic.Pointer[auth.Identity] // nil until the auth message is accepted; read by the admin API
+
+	// Loop only.
+	opened   bool  // the mode's OnOpen ran
+	checking bool  // an auth or refresh token is being checked off the loop
+	expired  int64 // when {"op":"expired"} was sent (unix ns); 0: not sent for this token
+	authBy   int64 // -auth required without credentials: the auth message's deadline (unix ns)
+
+	due int64 // the authTimers slot it is in; 0: none (under authTimers.mu)
+}
+
+// authHandler is the mode's handler behind the authentication.
+type authHandler struct {
+	g    *authn
+	next engine.Handler
+}
+
+func (h *authHandler) OnOpen(c *engine.Conn) {
+	g := h.g
+	ac, _ := c.Context().(*authCtx)
+	s := &session{c: c}
+	if ac != nil {
+		c.SetContext(ac.next)
+	}
+	g.reg.add(s)
+	if ac == nil || ac.id == nil {
+		s.authBy = time.Now().Add(g.cfg.Timeout).UnixNano()
+		g.timers.schedule(s, s.authBy)
+		return
+	}
+	h.start(s, ac.id)
+}
+
+// start opens the connection to the mode with identity id. Loop only.
+func (h *authHandler) start(s *session, id *auth.Identity) {
+	g, c := h.g, s.c
+	if t, bad := forbiddenTopic(id, topicsOf(c.Context())); bad {
+		c.CloseNow(closeAuthForbidden, "not allowed to subscribe to "+quoteTopic(t))
+		return
+	}
+	g.setIdentity(s, id)
+	s.opened = true
+	h.next.OnOpen(c)
+}
+
+// setIdentity gives s the identity id: the user index, and the expiry
+// deadline. Loop only.
+func (g *authn) setIdentity(s *session, id *auth.Identity) {
+	old := s.id.Swap(id)
+	if old == nil || old.Sub != id.Sub {
+		g.reg.setUser(s, old, id)
+	}
+	s.expired = 0
+	if id.Expires.IsZero() {
+		g.timers.unschedule(s)
+	} else {
+		g.timers.schedule(s, id.Expires.UnixNano())
+	}
+}
+
+func (h *authHandler) OnClose(c *engine.Conn, err error) {
+	g := h.g
+	s := g.reg.get(c)
+	if s == nil {
+		return
+	}
+	g.timers.unschedule(s)
+	g.reg.remove(s)
+	if s.opened {
+		h.next.OnClose(c, err)
+	}
+}
+
+// authMessage is an auth, refresh or whoami message.
+type authMessage struct {
+	Op    string `json:"op"`
+	Token string `json:"token"`
+}
+
+// maxAuthMessage bounds the messages parsed as auth messages: a token of
+// the largest size, escaped, and the JSON around it.
+func (g *authn) maxAuthMessage() int { return 2*int(g.cfg.MaxTokenBytes) + 256 }
+
+func (h *authHandler) OnMessage(c *engine.Conn, op codec.OpCode, p []byte) {
+	g := h.g
+	s := g.reg.get(c)
+	if s == nil {
+		return
+	}
+	if !s.opened {
+		h.first(s, op, p)
+		return
+	}
+	// A cheap look first: only a message that may be an auth op is parsed
+	// here; the mode parses the others as it always did.
+	if op == codec.OpText && len(p) <= g.maxAuthMessage() && bytes.Contains(p, []byte(`"op"`)) &&
+		(bytes.Contains(p, []byte(`"refresh"`)) || bytes.Contains(p, []byte(`"auth"`)) || bytes.Contains(p, []byte(`"whoami"`))) {
+		var m authMessage
+		if json.Unmarshal(p, &m) == nil {
+			switch m.Op {
+			case "refresh", "auth":
+				h.verify(s, m.Token, m.Op == "refresh")
+				return
+			case "whoami":
+				h.whoami(s)
+				return
+			}
+		}
+	}
+	h.next.OnMessage(c, op, p)
+}
+
+// first handles a message of a connection that has not authenticated yet:
+// it must be {"op":"auth","token":...}. Loop only.
+func (h *authHandler) first(s *session, op codec.OpCode, p []byte) {
+	c := s.c
+	if s.checking {
+		c.CloseNow(closeAuthBadMessage, "send nothing before the answer to the auth message")
+		return
+	}
+	var m authMessage
+	if op != codec.OpText || len(p) > h.g.maxAuthMessage() || json.Unmarshal(p, &m) != nil || m.Op != "auth" {
+		c.CloseNow(closeAuthBadMessage, `authentication required: the first message is {"op":"auth","token":"..."}`)
+		return
+	}
+	h.verify(s, m.Token, false)
+}
+
+// verify checks the token of an auth or refresh message, on the loop or
+// on the pool. Loop only.
+func (h *authHandler) verify(s *session, token string, refresh bool) {
+	g := h.g
+	if g.cfg.jwt == nil {
+		s.c.CloseNow(closeAuthFailed, "this server takes no tokens")
+		return
+	}
+	if token == "" {
+		s.c.CloseNow(closeAuthBadMessage, `"token" is required`)
+		return
+	}
+	if g.onLoop {
+		id, err := g.cfg.jwt.Verify(token, time.Now())
+		h.verified(s, id, err, refresh)
+		return
+	}
+	s.checking = true
+	res := &authResult{h: h, s: s, refresh: refresh}
+	err := g.pool.Submit(func() (*auth.Identity, error) {
+		return g.cfg.jwt.Verify(token, time.Now())
+	}, func(id *auth.Identity, err error) {
+		res.id, res.err = id, err
+		s.c.Loop().Post(res)
+	})
+	if err != nil {
+		s.checking = false
+		h.verified(s, nil, err, refresh)
+	}
+}
+
+// authResult brings the result of a check made off the loop back to it.
+type authResult struct {
+	h       *authHandler
+	s       *session
+	refresh bool
+	id      *auth.Identity
+	err     error
+}
+
+func (r *authResult) Run(*engine.Loop) {
+	r.s.checking = false
+	if r.s.c.IsOpen() {
+		r.h.verified(r.s, r.id, r.err, r.refresh)
+	}
+}
+
+// verified applies the result of an auth or refresh message. Loop only.
+func (h *authHandler) verified(s *session, id *auth.Identity, err error, refresh bool) {
+	c, g := s.c, h.g
+	if err != nil {
+		reason := "authentication failed"
+		if ae, ok := err.(*auth.Error); ok {
+			reason = ae.Reason
+		}
+		c.CloseNow(closeAuthFailed, reason)
+		return
+	}
+	if !s.opened {
+		g.sendJSON(c, h.identityReply("authenticated", s, id))
+		h.start(s, id)
+		return
+	}
+	if old := s.id.Load(); old != nil && old.Sub != "" && old.Sub != id.Sub {
+		c.CloseNow(closeAuthFailed, "the new token is for another user")
+		return
+	}
+	g.setIdentity(s, id)
+	op := "refreshed"
+	if !refresh {
+		op = "authenticated"
+	}
+	g.sendJSON(c, h.identityReply(op, s, id))
+}
+
+// identityReply is the answer to auth, refresh and whoami:
+// {"op":"authenticated","id":"node.42","user":"alice","expires":1767225600}.
+func (h *authHandler) identityReply(op string, s *session, id *auth.Identity) any {
+	var exp int64
+	if id != nil && !id.Expires.IsZero() {
+		exp = id.Expires.Unix()
+	}
+	user := ""
+	if id != nil {
+		user = id.Sub
+	}
+	return struct {
+		Op      string `json:"op"`
+		ID      string `json:"id"`
+		User    string `json:"user,omitempty"`
+		Expires int64  `json:"expires,omitempty"`
+	}{op, h.g.connID(s.c.ID()), user, exp}
+}
+
+func (h *authHandler) whoami(s *session) {
+	h.g.sendJSON(s.c, h.identityReply("whoami", s, s.id.Load()))
+}
+
+func (g *authn) sendJSON(c *engine.Conn, v any) {
+	b, _ := json.Marshal(v)
+	_ = c.Write(codec.OpText, b)
+}
+
+// fire runs on the authTimers goroutine for a session whose deadline came:
+// the loop decides what it means.
+func (g *authn) fire(s *session) { s.c.Loop().Post(&authDeadline{g: g, s: s}) }
+
+// authDeadline is a deadline of a session, handled on its loop.
+type authDeadline struct {
+	g *authn
+	s *session
+}
+
+func (d *authDeadline) Run(*engine.Loop) {
+	g, s := d.g, d.s
+	c := s.c
+	if !c.IsOpen() {
+		return
+	}
+	now := time.Now().UnixNano()
+	id := s.id.Load()
+	switch {
+	case id == nil:
+		if !s.checking && now >= s.authBy {
+			c.CloseNow(closeAuthTimeout, "no auth message in time")
+		}
+	case id.Expires.IsZero() || now < id.Expires.UnixNano():
+		// refreshed meanwhile
+	case s.expired == 0:
+		s.expired = now
+		g.sendJSON(c, struct {
+			Op    string `json:"op"`
+			Grace int64  `json:"grace"`
+		}{"expired", int64(g.cfg.RefreshGrace / time.Second)})
+		g.timers.schedule(s, now+int64(g.cfg.RefreshGrace))
+	case now >= s.expired+int64(g.cfg.RefreshGrace):
+		c.CloseNow(closeAuthExpired, "token expired")
+	}
+}
+
+// topicGuard is what the push mode asks of the authentication.
+type topicGuard interface {
+	canSubscribe(c *engine.Conn, topic string) bool
+	canPublish(c *engine.Conn, topic string) bool
+}
+
+func (g *authn) canSubscribe(c *engine.Conn, topic string) bool {
+	if s := g.reg.get(c); s != nil {
+		if id := s.id.Load(); id != nil {
+			return id.CanSubscribe(topic)
+		}
+	}
+	return false
+}
+
+func (g *authn) canPublish(c *engine.Conn, topic string) bool {
+	if s := g.reg.get(c); s != nil {
+		if id := s.id.Load(); id != nil {
+			return id.CanPublish(topic)
+		}
+	}
+	return false
+}
+
+// guard returns g as the push mode's topicGuard, or nil with -auth off.
+func (g *authn) guard() topicGuard {
+	if g == nil {
+		return nil
+	}
+	return g
+}
+
+// mayPublish reports whether c may publish to topic: its identity's
+// "publish" with -auth, -client-publish without.
+func (h *pushHandler) mayPublish(c *engine.Conn, topic string) bool {
+	if h.perm != nil {
+		return h.perm.canPublish(c, topic)
+	}
+	return topicAllowed(h.allowed, topic)
+}
+
+// maySubscribe reports whether c may subscribe to topic (always, without
+// -auth).
+func (h *pushHandler) maySubscribe(c *engine.Conn, topic string) bool {
+	return h.perm == nil || h.perm.canSubscribe(c, topic)
+}
+
+// registry indexes the sessions by connection, by id and by user.
+type registry struct {
+	mu     sync.RWMutex
+	byConn map[*engine.Conn]*session
+	byID   map[uint64]*session
+	byUser map[string]map[*session]struct{}
+}
+
+func (r *registry) init() {
+	r.byConn = map[*engine.Conn]*session{}
+	r.byID = map[uint64]*session{}
+	r.byUser = map[string]map[*session]struct{}{}
+}
+
+func (r *registry) add(s *session) {
+	r.mu.Lock()
+	r.byConn[s.c] = s
+	r.byID[s.c.ID()] = s
+	r.mu.Unlock()
+}
+
+func (r *registry) get(c *engine.Conn) *session {
+	r.mu.RLock()
+	s := r.byConn[c]
+	r.mu.RUnlock()
+	return s
+}
+
+func (r *registry) getID(id uint64) *session {
+	r.mu.RLock()
+	s := r.byID[id]
+	r.mu.RUnlock()
+	return s
+}
+
+// setUser moves s from old's user to id's.
+func (r *registry) setUser(s *session, old, id *auth.Identity) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old != nil && old.Sub != "" {
+		r.unindex(s, old.Sub)
+	}
+	if id.Sub != "" {
+		set := r.byUser[id.Sub]
+		if set == nil {
+			set = map[*session]struct{}{}
+			r.byUser[id.Sub] = set
+		}
+		set[s] = struct{}{}
+	}
+}
+
+func (r *registry) unindex(s *session, user string) {
+	if set := r.byUser[user]; set != nil {
+		delete(set, s)
+		if len(set) == 0 {
+			delete(r.byUser, user)
+		}
+	}
+}
+
+func (r *registry) remove(s *session) {
+	r.mu.Lock()
+	delete(r.byConn, s.c)
+	delete(r.byID, s.c.ID())
+	if id := s.id.Load(); id != nil && id.Sub != "" {
+		r.unindex(s, id.Sub)
+	}
+	r.mu.Unlock()
+}
+
+// userConns returns the connections of user on this node.
+func (r *registry) userConns(user string) []*engine.Conn {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var cs []*engine.Conn
+	for s := range r.byUser[user] {
+		cs = append(cs, s.c)
+	}
+	return cs
+}
