@@ -193,8 +193,46 @@ func TestPollerInflate(t *testing.T) {
 			if rec.lengths[3] != 5 || string(rec.heads[3]) != "plain" {
 				t.Fatalf("plain message after compressed ones: %d %q", rec.lengths[3], rec.heads[3])
 			}
+			// The same bytes three times: inflated once, unless too large to keep.
+			if want := uint64(1 + 2*btou(tc.size > memoLargest)); p.infl.inflated != want || p.infl.inflated+p.infl.reused != 3 {
+				t.Fatalf("inflated %d times, reused %d: want %d inflations", p.infl.inflated, p.infl.reused, want)
+			}
 		})
 	}
+	t.Run("memo", func(t *testing.T) {
+		// Messages that differ in one byte are each inflated, and each
+		// repeat is answered with its own message's result.
+		rec := &recorder{}
+		p := &Poller{h: rec}
+		c := &Conn{fl: &deflateConn{}}
+		base := JSONPayload(nil, 1, 1024)
+		var want [][]byte
+		for round := range 2 {
+			for i := range 40 {
+				m := bytes.Clone(base)
+				m[40] = byte(' ' + i)
+				want = append(want, m)
+				p.parse(c, serverFrames(t, 0x1, m, 0))
+			}
+			if round == 0 && (p.infl.inflated != 40 || p.infl.reused != 0) {
+				t.Fatalf("40 different messages: inflated %d, reused %d", p.infl.inflated, p.infl.reused)
+			}
+		}
+		// More different messages than the memo keeps: it starts again.
+		for i := range memoEntries + 10 {
+			m := JSONPayload(nil, uint64(i), 1024)
+			want = append(want, m)
+			p.parse(c, serverFrames(t, 0x1, m, 0))
+		}
+		for i, m := range want {
+			if rec.lengths[i] != len(m) || !bytes.Equal(rec.heads[i], m[:HeadSize]) {
+				t.Fatalf("message %d: %d %q, want %q", i, rec.lengths[i], rec.heads[i], m[:HeadSize])
+			}
+		}
+		if p.infl.inflated != 40+memoEntries+10 || p.infl.reused != 40 {
+			t.Fatalf("inflated %d, reused %d", p.infl.inflated, p.infl.reused)
+		}
+	})
 	t.Run("corrupt", func(t *testing.T) {
 		rec := &recorder{}
 		p := &Poller{h: rec}
@@ -251,4 +289,11 @@ func TestWorkerDeflate(t *testing.T) {
 			t.Fatalf("a server without compression: %+v", r)
 		}
 	})
+}
+
+func btou(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
 }
