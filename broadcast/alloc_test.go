@@ -34,9 +34,15 @@ const wakeFunc = "github.com/panjf2000/gnet/v2.(*eventloop).Execute"
 //
 // One loop, so that every n wakes the same number of loops.
 func fanoutAllocs(t *testing.T, n int) wstest.AllocCount {
-	hub, _, addr := startHub(t, broadcast.Options{}, 1)
-	cs := dialMany(t, addr, n, func(int) string { return "/feed" }, dialOptions{})
-	waitFor(t, 10*time.Second, "every subscription", func() bool { return hub.Count("feed") == n })
+	return topicFanoutAllocs(t, broadcast.Options{}, "feed", n)
+}
+
+// topicFanoutAllocs is fanoutAllocs for a hub with options o, publishing to
+// topic.
+func topicFanoutAllocs(t *testing.T, o broadcast.Options, topic string, n int) wstest.AllocCount {
+	hub, _, addr := startHub(t, o, 1)
+	cs := dialMany(t, addr, n, func(int) string { return "/" + topic }, dialOptions{})
+	waitFor(t, 10*time.Second, "every subscription", func() bool { return hub.Count(topic) == n })
 	var readers sync.WaitGroup
 	for _, c := range cs {
 		// One deadline for every read, set once: SetReadDeadline per read
@@ -63,7 +69,7 @@ func fanoutAllocs(t *testing.T, n int) wstest.AllocCount {
 	stuck := false
 	publish := func() {
 		target := hub.Stats().Delivered + int64(n)
-		hub.Publish("feed", codec.OpBinary, payload)
+		hub.Publish(topic, codec.OpBinary, payload)
 		for hub.Stats().Delivered < target && !stuck {
 			if time.Now().After(deadline) {
 				stuck = true
@@ -79,7 +85,7 @@ func fanoutAllocs(t *testing.T, n int) wstest.AllocCount {
 	const inFlight = 4
 	target := hub.Stats().Delivered + inFlight*int64(n)
 	for range inFlight {
-		hub.Publish("feed", codec.OpBinary, payload)
+		hub.Publish(topic, codec.OpBinary, payload)
 	}
 	waitFor(t, time.Minute, "the first messages delivered", func() bool { return hub.Stats().Delivered >= target })
 	a := wstest.Allocs(200, 2000, publish)

@@ -68,6 +68,21 @@ type Options struct {
 	// (Subscribe returns ErrTooManySubscriptions past it). 0 means
 	// DefaultMaxSubscriptions (256); negative means no cap.
 	MaxSubscriptions int
+	// History, if not nil, gives the history policy of a topic (see
+	// HistoryPolicy, SubscribeSince): called once for each topic that keeps
+	// history, and on every publish to one that does not, so it must be
+	// cheap and safe for concurrent use. nil: no topic keeps history, at no
+	// cost to publishes.
+	History func(topic string) HistoryPolicy
+	// Envelope, if not nil, builds the envelope in which connections marked
+	// with SetEnvelope get publishes: it appends to dst the payload of a
+	// text frame holding the message's topic, position (the zero Position
+	// for a topic without history), op and payload. Called once per publish
+	// and topic with such subscribers, by the publisher, under the hub's
+	// read lock (it must not call the Hub), and once per retained message
+	// on its first replay to such a subscriber. nil: SetEnvelope changes
+	// nothing.
+	Envelope func(dst []byte, topic string, pos Position, op codec.OpCode, payload []byte) []byte
 }
 
 // Defaults of Options fields.
@@ -95,6 +110,8 @@ type Hub struct {
 	live       atomic.Int64 // messages not yet released by every loop
 	overloaded atomic.Int64 // deliveries skipped: their loop had Options.MaxQueued waiting
 	compressed atomic.Int64 // publishes compressed (once each)
+
+	hist histories // per-topic history (history.go)
 }
 
 // New returns a Hub.
@@ -123,6 +140,7 @@ func New(o Options) *Hub {
 	h := &Hub{opts: o, topics: make(map[string]*topic)}
 	h.loops.Store(new([]*loopHub))
 	h.conns.init()
+	h.hist.init()
 	if b := o.Broker; b != nil {
 		h.node = b.Status().Node
 		b.Start(h.deliverFromBroker)
@@ -133,10 +151,11 @@ func New(o Options) *Hub {
 // topic is a published name. Its subscribers live in one loopTopic per
 // event loop; sets is copied on write under Hub.mu.
 type topic struct {
-	name     string
-	count    atomic.Int64
-	deflated atomic.Int64 // subscribers that negotiated permessage-deflate
-	sets     atomic.Pointer[[]*loopTopic]
+	name      string
+	count     atomic.Int64
+	deflated  atomic.Int64 // subscribers that negotiated permessage-deflate
+	enveloped atomic.Int64 // subscribers marked with SetEnvelope
+	sets      atomic.Pointer[[]*loopTopic]
 }
 
 // Message is what PublishMessage sends.
@@ -256,6 +275,15 @@ func (h *Hub) publish(topics []string, op codec.OpCode, payload []byte, exclude 
 	if op != codec.OpText && op != codec.OpBinary {
 		return 0, false
 	}
+	if h.opts.History != nil {
+		return h.publishHistory(topics, op, payload, exclude, res)
+	}
+	return h.fanout(topics, op, payload, exclude, res, nil)
+}
+
+// fanout is publish once the topics with history (st) have given the
+// message its positions.
+func (h *Hub) fanout(topics []string, op codec.OpCode, payload []byte, exclude uint64, res *pubResult, st []stamp) (int, bool) {
 	var (
 		stack [8]*delivery
 		ds    = stack[:0]
@@ -270,13 +298,20 @@ func (h *Hub) publish(topics []string, op codec.OpCode, payload []byte, exclude 
 			continue
 		}
 		total += int(t.count.Load())
-		for _, lt := range *t.sets.Load() {
-			if msg == nil {
-				msg = h.newMessage(op, payload)
-			}
-			if t.deflated.Load() > 0 && len(payload) >= h.opts.CompressThreshold {
-				zip = true
-			}
+		sets := *t.sets.Load()
+		if len(sets) == 0 {
+			continue
+		}
+		if msg == nil {
+			msg = h.newMessage(op, payload)
+		}
+		if t.deflated.Load() > 0 && len(payload) >= h.opts.CompressThreshold {
+			zip = true
+		}
+		if h.opts.Envelope != nil && t.enveloped.Load() > 0 {
+			msg.addEnvelope(h.opts.Envelope, name, position(st, name), op, payload)
+		}
+		for _, lt := range sets {
 			ds = addDelivery(ds, lt, msg, exclude)
 		}
 	}

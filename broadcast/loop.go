@@ -85,8 +85,13 @@ func (d *delivery) Run(*engine.Loop) {
 				}
 				continue
 			}
-			queued++
 			frame := msg.frameFor(s.c)
+			if s.envelope {
+				if frame = msg.envFor(lt.t.name); frame == nil {
+					continue // published before s subscribed (see SetEnvelope)
+				}
+			}
+			queued++
 			s.pend = append(s.pend, frame)
 			s.pendBytes += int32(min(len(frame), maxPendBytes-int(s.pendBytes)))
 			if !s.dirty {

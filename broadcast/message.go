@@ -20,6 +20,7 @@ type message struct {
 	plen   int    // payload length, to check a subscriber's window
 	refs   atomic.Int32
 	res    *pubResult // PublishWait's, or nil
+	envs   []envFrame // envelopes (Options.Envelope), one per topic with envelope subscribers
 }
 
 var messages = sync.Pool{New: func() any { return new(message) }}
@@ -78,6 +79,9 @@ func (m *message) release() {
 	bufpool.Put(m.buf)
 	if m.zbuf != nil {
 		bufpool.Put(m.zbuf)
+	}
+	if len(m.envs) > 0 {
+		m.releaseEnvelopes()
 	}
 	m.buf, m.frame, m.zbuf, m.zframe, m.hub, m.res = nil, nil, nil, nil, nil, nil
 	messages.Put(m)

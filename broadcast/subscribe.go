@@ -23,13 +23,14 @@ type sub struct {
 	pendBytes int32                // bytes of pend
 	dirty     bool                 // in the loop's dirty list
 	closing   bool                 // over the cap with policy Close: Flush closes it
+	envelope  bool                 // gets publishes in envelopes (SetEnvelope)
 }
 
 // membership is one subscription: the loop's set of a topic, and the
 // subscriber's position in it.
 type membership struct {
 	lt  *loopTopic
-	idx int32 // position in lt.members
+	idx int32 // position in lt.members; -1 while joining (SubscribeSince)
 }
 
 // loopTopic is the subscribers of one topic on one loop.
@@ -37,6 +38,7 @@ type loopTopic struct {
 	t       *topic
 	lh      *loopHub
 	members []*sub
+	pending int32 // SubscribeSince joins not run yet: the set stays while any is
 }
 
 // linearMembers is how many subscriptions a connection has before its
@@ -131,10 +133,7 @@ func (h *Hub) Subscribe(c *engine.Conn, topics ...string) error {
 		}
 		s.add(membership{lt: lt, idx: int32(len(lt.members))})
 		lt.members = append(lt.members, s)
-		lt.t.count.Add(1)
-		if c.Compression().On {
-			lt.t.deflated.Add(1)
-		}
+		s.count(lt.t, 1)
 	}
 	return nil
 }
@@ -205,6 +204,11 @@ func (h *Hub) forget(s *sub) {
 func (h *Hub) leave(s *sub, i int) {
 	m := s.in[i]
 	lt := m.lt
+	if m.idx < 0 { // still joining: its joinTask finds it gone
+		s.remove(i)
+		s.count(lt.t, -1)
+		return
+	}
 	last := len(lt.members) - 1
 	if int(m.idx) != last {
 		moved := lt.members[last]
@@ -217,11 +221,8 @@ func (h *Hub) leave(s *sub, i int) {
 		lt.members = append([]*sub(nil), lt.members...) // let a peak's array go
 	}
 	s.remove(i)
-	lt.t.count.Add(-1)
-	if s.c.Compression().On {
-		lt.t.deflated.Add(-1)
-	}
-	if len(lt.members) == 0 {
+	s.count(lt.t, -1)
+	if len(lt.members) == 0 && lt.pending == 0 {
 		h.removeLoopTopic(lt)
 	}
 }
