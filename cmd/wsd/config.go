@@ -101,6 +101,9 @@ type config struct {
 	// Client authentication (auth_config.go).
 	Auth authConfig
 
+	// Topics that keep history (history.go): PATTERN=SIZE[/TTL] entries.
+	History string
+
 	// from records where each setting that was given came from, by flag
 	// name, for the errors about relations between settings.
 	from map[string]source
@@ -189,6 +192,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	addTLSFlags(fs, c)
 	addClusterFlags(fs, c)
 	addAuthFlags(fs, c)
+	addHistoryFlags(fs, c)
 	return fs
 }
 

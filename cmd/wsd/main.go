@@ -168,6 +168,7 @@ func newDaemon(cfg *config) (d *daemon, err error) {
 			d.admin.join(d.nodes)
 		}
 		d.admin.addAuthRoutes(d.auth)
+		d.admin.addHistoryRoutes()
 	}
 	return d, nil
 }
@@ -314,5 +315,6 @@ func hubOptions(cfg *config) broadcast.Options {
 	if cfg.SlowPolicy == "close" {
 		o.Policy = broadcast.Close
 	}
+	historyOptions(cfg, &o)
 	return o
 }

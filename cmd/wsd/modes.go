@@ -239,6 +239,7 @@ type pushHandler struct {
 type pushOpen struct {
 	topics  []string
 	welcome bool
+	resume  *pushResume // ?format=json, ?since= (history.go); nil: neither
 }
 
 // upgrade takes the topics of ?topics=a,b (the parameter may be repeated)
@@ -267,8 +268,12 @@ func (h *pushHandler) upgrade(r *engine.Request) *engine.Response {
 	if h.maxSubs > 0 && len(topics) > h.maxSubs {
 		return badRequest(fmt.Sprintf("%d topics; a connection may subscribe to at most %d", len(topics), h.maxSubs))
 	}
-	if welcome := q.Get("welcome") == "1"; welcome || len(topics) > 0 {
-		r.Context = &pushOpen{topics: topics, welcome: welcome}
+	resume, bad := parseResume(q, seen)
+	if bad != nil {
+		return bad
+	}
+	if welcome := q.Get("welcome") == "1"; welcome || len(topics) > 0 || resume != nil {
+		r.Context = &pushOpen{topics: topics, welcome: welcome, resume: resume}
 	}
 	return nil
 }
@@ -293,7 +298,9 @@ func (h *pushHandler) OnOpen(c *engine.Conn) {
 	if po == nil {
 		return
 	}
-	if len(po.topics) > 0 {
+	if po.resume != nil {
+		h.openResume(c, po.topics, po.resume)
+	} else if len(po.topics) > 0 {
 		// upgrade checked the names and the count, so this fails only for
 		// a connection that is already closing.
 		_ = h.hub.Subscribe(c, po.topics...)
@@ -321,6 +328,8 @@ type controlMessage struct {
 	Topic      string `json:"topic"`
 	Data       string `json:"data"`
 	DataBase64 string `json:"data_base64"`
+	// Since, on subscribe, resumes from this position (history.go).
+	Since *broadcast.Position `json:"since"`
 }
 
 // OnMessage answers each control message with an ack, {"op":"subscribed",
@@ -352,11 +361,11 @@ func (h *pushHandler) OnMessage(c *engine.Conn, op codec.OpCode, p []byte) {
 			pushError(c, codeForbidden, m.Topic, "subscribing to this topic is not allowed")
 			return
 		}
-		switch err := h.hub.Subscribe(c, m.Topic); {
+		switch rec, err := h.hub.SubscribeSince(c, m.Topic, m.Since); {
 		case errors.Is(err, broadcast.ErrTooManySubscriptions):
 			pushError(c, codeTooManySubs, m.Topic, fmt.Sprintf("a connection may subscribe to at most %d topics", h.maxSubs))
 		case err == nil:
-			pushReply(c, "subscribed", m.Topic)
+			pushSubscribed(c, m.Topic, rec, m.Since != nil)
 		}
 	case "unsubscribe":
 		h.hub.Unsubscribe(c, m.Topic)
