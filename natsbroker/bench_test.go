@@ -153,3 +153,102 @@ func BenchmarkDeliver(b *testing.B) {
 		})
 	}
 }
+
+// hotWindow is the most messages the hot benchmark lets be on their way
+// to node b. Without a bound, a publisher on loopback outruns b's client:
+// its server closes the connection as a slow consumer, the client
+// reconnects, and the messages on their way are lost (at most once).
+const hotWindow = 4096
+
+// BenchmarkPublishRouted measures what interest tracking saves across
+// nodes: two nodes, each with its embedded server, joined by a route; node
+// b follows "hot" only.
+//
+//   - cold: node a publishes to a topic no node follows. Its server knows
+//     that no route wants it and drops it: the route carries nothing
+//     (checked: b receives none of them before a message published after
+//     them all).
+//   - hot: the same publish to b's topic, which crosses the route, until b
+//     has received every one, at most hotWindow of them on their way.
+func BenchmarkPublishRouted(b *testing.B) {
+	na := newBroker(b, Options{Node: "a", Listen: "127.0.0.1:0"})
+	nb := newBroker(b, Options{Node: "b", Listen: "127.0.0.1:0", Routes: []string{"nats://" + na.ClusterAddr()}})
+	na.Start(func(*broadcast.BrokerMessage) {})
+	var got, cold atomic.Int64
+	nb.Start(func(m *broadcast.BrokerMessage) {
+		got.Add(1)
+		if m.Topics[0] == "cold" {
+			cold.Add(1)
+		}
+	})
+	nb.Interest("hot", true)
+	waitInterestB(b, nb)
+	marker := &broadcast.BrokerMessage{Topics: []string{"hot"}, Op: codec.OpBinary, Payload: []byte("marker"), Origin: "a"}
+	// reach publishes to hot from a until b has one more than before: then
+	// a's server knows b's interest, and every message a published before
+	// has crossed the route, if it was going to.
+	reach := func(b *testing.B) {
+		b.Helper()
+		n0 := got.Load()
+		deadline := time.Now().Add(30 * time.Second)
+		for got.Load() == n0 {
+			if time.Now().After(deadline) {
+				b.Fatalf("no message reached node b within 30 s (routes: a %d, b %d)", na.Stats().Routes, nb.Stats().Routes)
+			}
+			if err := na.Publish(marker); err != nil {
+				b.Fatal(err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	reach(b)
+
+	for _, size := range []int{16, 1024} {
+		b.Run(fmt.Sprintf("cold/bytes=%d", size), func(b *testing.B) {
+			m := &broadcast.BrokerMessage{Topics: []string{"cold"}, Op: codec.OpBinary, Payload: make([]byte, size), Origin: "a"}
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := na.Publish(m); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			reach(b) // a marker published after them all arrived
+			if n := cold.Load(); n > 0 {
+				b.Fatalf("node b received %d messages of a topic it does not follow", n)
+			}
+		})
+		b.Run(fmt.Sprintf("hot/bytes=%d", size), func(b *testing.B) {
+			m := &broadcast.BrokerMessage{Topics: []string{"hot"}, Op: codec.OpBinary, Payload: make([]byte, size), Origin: "a"}
+			start := got.Load()
+			// await waits until all but ahead of the sent messages have
+			// reached b.
+			await := func(sent, ahead int64) {
+				deadline := time.Now().Add(60 * time.Second)
+				for sent-(got.Load()-start) > ahead {
+					if time.Now().After(deadline) {
+						b.Fatalf("%d of %d reached node b (node b: %+v)", got.Load()-start, sent, nb.Stats())
+					}
+					time.Sleep(100 * time.Microsecond)
+				}
+			}
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			var sent int64
+			for b.Loop() {
+				if err := na.Publish(m); err != nil {
+					b.Fatal(err)
+				}
+				if sent++; sent%hotWindow == 0 {
+					await(sent, hotWindow)
+				}
+			}
+			await(sent, 0)
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+			if st := nb.Stats(); st.SlowConsumer != 0 {
+				b.Fatalf("node b dropped messages: %+v", st)
+			}
+		})
+	}
+}
