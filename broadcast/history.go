@@ -155,7 +155,7 @@ func (h *Hub) historyFor(topic string) *history {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if hs = x.m[topic]; hs == nil {
-		hs = &history{x: x, name: topic, pol: pol, epoch: newEpoch(), ring: make([]histEntry, pol.Size)}
+		hs = &history{x: x, name: topic, pol: pol, epoch: newEpoch(), ring: make([]histEntry, min(pol.Size, minRing))}
 		x.m[topic] = hs
 	}
 	return hs
@@ -187,10 +187,23 @@ func (hs *history) entry(i int) *histEntry {
 	return &hs.ring[(hs.head+i)%len(hs.ring)]
 }
 
+// minRing is the ring a history starts with; it doubles up to the
+// policy's Size as messages come, so that a topic that keeps 100,000
+// messages but has seen ten costs ten entries' worth, not 8 MB.
+const minRing = 16
+
 // add stores a message at offset (after prev). Under hs.mu.
 func (hs *history) add(offset, prev uint64, op codec.OpCode, payload []byte, now int64) {
 	if hs.n == len(hs.ring) {
-		hs.dropOldest()
+		if len(hs.ring) < hs.pol.Size {
+			ring := make([]histEntry, min(2*len(hs.ring), hs.pol.Size))
+			for i := range hs.n {
+				ring[i] = *hs.entry(i)
+			}
+			hs.ring, hs.head = ring, 0
+		} else {
+			hs.dropOldest()
+		}
 	}
 	frame := codec.AppendFrame(make([]byte, 0, codec.FrameSize(len(payload))), op, payload)
 	*hs.entry(hs.n) = histEntry{offset: offset, prev: prev, at: now, op: op, hdr: uint8(len(frame) - len(payload)), frame: frame}
@@ -518,6 +531,7 @@ func (h *Hub) ResetHistory(topic string) bool {
 	for hs.n > 0 {
 		hs.dropOldest()
 	}
+	hs.ring = make([]histEntry, min(hs.pol.Size, minRing))
 	hs.head, hs.top, hs.epoch = 0, 0, newEpoch()
 	return true
 }
