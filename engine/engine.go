@@ -252,6 +252,7 @@ func (ev *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		c.deadline = e.clock() + int64(t)
 		l.wheel.schedule(c, c.deadline)
 	}
+	e.limitKernelUnsent(gc)
 	e.admit(c)
 	return nil, gnet.None
 }

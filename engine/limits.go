@@ -19,6 +19,20 @@ import (
 // connection's output is blocked; gnet v2.10.0 has no call that stops
 // reading one connection (its poller is internal). So the engine:
 //
+//  0. keeps the kernel from holding a backlog the cap does not see. Linux
+//     lets a socket's send buffer grow to tcp_wmem's maximum (4 MiB by
+//     default), all of it unsent when the peer does not read: the engine
+//     decoded and answered a flooder's input for as long as the kernel
+//     took the answers, 3.7 MiB of 64-byte frames per connection in the
+//     flood test (internal/abuse), before its cap could be reached, and
+//     that work starved the well-behaved connections of its loop. So every
+//     TCP connection gets TCP_NOTSENT_LOWAT (kernelUnsent: an eighth of
+//     MaxBuffered, from 16 KiB to 128 KiB): write(2) takes no more once
+//     that much is unsent in the kernel, and the rest waits in gnet's
+//     outbound buffer, where the cap counts it. It bounds only bytes not
+//     yet sent: what is in flight to a peer that reads is bounded by the
+//     send buffer as before, so a fast reader's throughput is unchanged;
+//     a slow one wakes the loop (EPOLLOUT) when half of it has drained.
 //  1. caps each connection's unsent bytes (Options.MaxBuffered) at every
 //     write: gnet's outbound buffer, the cork and the frames Send queued.
 //     A write that finds the cap reached closes the connection (abort);
@@ -41,6 +55,16 @@ import (
 // does not read would not send one. The close frame is written (past the
 // cap), input is ignored, and the TCP connection is closed as soon as the
 // current event is done.
+
+// kernelUnsent returns the TCP_NOTSENT_LOWAT given to every TCP connection
+// under a cap of capBytes unsent bytes (see above): an eighth of it, from
+// 16 KiB to 128 KiB; 0 (the system's setting) without a cap.
+func kernelUnsent(capBytes int) int {
+	if capBytes <= 0 {
+		return 0
+	}
+	return min(max(capBytes/8, 16<<10), 128<<10)
+}
 
 // limit names why a connection was closed or a message dropped.
 type limit uint8

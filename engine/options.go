@@ -138,9 +138,13 @@ type Options struct {
 	// not heard either); once that input and the unsent output reach
 	// MaxBuffered together, the connection is closed the same way.
 	// Decoding resumes at the first tick after the backlog falls under a
-	// quarter of the cap. Check
+	// quarter of the cap. So that the backlog waits where the cap counts
+	// it, the kernel keeps at most an eighth of the cap (16 to 128 KiB)
+	// unsent per TCP connection (TCP_NOTSENT_LOWAT, on Linux; one
+	// setsockopt per connection). Check
 	// Conn.Full before writing to shed load instead. 0 means
-	// DefaultMaxBuffered (1 MiB); negative means no cap (and no pause).
+	// DefaultMaxBuffered (1 MiB); negative means no cap (no pause, and the
+	// kernel's own send buffer).
 	MaxBuffered int
 
 	// BackpressureCode is the close code sent when MaxBuffered closes a
