@@ -80,6 +80,9 @@ type Daemon struct {
 	done chan struct{}
 }
 
+// PID returns the daemon's process id (to read its CPU time, say).
+func (d *Daemon) PID() int { return d.cmd.Process.Pid }
+
 // Output returns everything the daemon has written to stdout and stderr.
 func (d *Daemon) Output() string { return d.out.String() }
 
