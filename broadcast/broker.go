@@ -59,6 +59,12 @@ type BrokerMessage struct {
 	// connection id on that node that must not get it (0: none).
 	Origin  string
 	Exclude uint64
+	// Epoch, Offset and Prev are the message's position in its topic's
+	// history, from a Broker that keeps history (see HistoryFetcher):
+	// Offset of Epoch, after Prev, the offset of the topic's message
+	// before it. The message then has one topic. Epoch "": no position.
+	Epoch        string
+	Offset, Prev uint64
 }
 
 // BrokerStatus is a Broker's state.
@@ -80,6 +86,10 @@ func (h *Hub) deliverFromBroker(bm *BrokerMessage) {
 	var exclude uint64
 	if bm.Origin == h.node {
 		exclude = bm.Exclude
+	}
+	if bm.Epoch != "" && len(bm.Topics) > 0 {
+		h.publishPositioned(bm, exclude)
+		return
 	}
 	h.publish(bm.Topics, bm.Op, bm.Payload, exclude, nil)
 }

@@ -120,6 +120,8 @@ type history struct {
 	ring  []histEntry
 	head  int // index of the oldest entry
 	n     int // entries held
+	// brokered: positions come from the Broker (history_broker.go).
+	brokered bool
 }
 
 // histEntry is one retained message. frame is the whole encoded frame,
@@ -156,6 +158,11 @@ func (h *Hub) historyFor(topic string) *history {
 	defer x.mu.Unlock()
 	if hs = x.m[topic]; hs == nil {
 		hs = &history{x: x, name: topic, pol: pol, epoch: newEpoch(), ring: make([]histEntry, min(pol.Size, minRing))}
+		if f, ok := h.opts.Broker.(HistoryFetcher); ok {
+			if e := f.HistoryEpoch(); e != "" {
+				hs.epoch, hs.brokered = e, true // positions come from the Broker
+			}
+		}
 		x.m[topic] = hs
 	}
 	return hs
@@ -205,12 +212,18 @@ func (hs *history) add(offset, prev uint64, op codec.OpCode, payload []byte, now
 			hs.dropOldest()
 		}
 	}
-	frame := codec.AppendFrame(make([]byte, 0, codec.FrameSize(len(payload))), op, payload)
-	*hs.entry(hs.n) = histEntry{offset: offset, prev: prev, at: now, op: op, hdr: uint8(len(frame) - len(payload)), frame: frame}
+	e := hs.entry(hs.n)
+	*e = newEntry(offset, prev, op, payload, now)
 	hs.n++
 	hs.top = offset
 	hs.x.messages.Add(1)
-	hs.x.bytes.Add(int64(len(frame)))
+	hs.x.bytes.Add(int64(len(e.frame)))
+}
+
+// newEntry makes the entry of a message, with its own copy of the frame.
+func newEntry(offset, prev uint64, op codec.OpCode, payload []byte, now int64) histEntry {
+	frame := codec.AppendFrame(make([]byte, 0, codec.FrameSize(len(payload))), op, payload)
+	return histEntry{offset: offset, prev: prev, at: now, op: op, hdr: uint8(len(frame) - len(payload)), frame: frame}
 }
 
 // since returns the index of the first entry after offset, and whether the
@@ -528,11 +541,7 @@ func (h *Hub) ResetHistory(topic string) bool {
 	}
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
-	for hs.n > 0 {
-		hs.dropOldest()
-	}
-	hs.ring = make([]histEntry, min(hs.pol.Size, minRing))
-	hs.head, hs.top, hs.epoch = 0, 0, newEpoch()
+	hs.restart(newEpoch())
 	return true
 }
 

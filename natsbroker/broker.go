@@ -39,6 +39,7 @@ type Broker struct {
 	startOnce sync.Once
 
 	local atomic.Pointer[Local]
+	hist  *historyState             // Options.History: JetStream (history.go); nil without
 	epoch atomic.Pointer[connEpoch] // see flushNATS
 	pub   publisher
 	iq    interestQueue
@@ -130,6 +131,11 @@ func New(o Options) (*Broker, error) {
 		b.stopServer()
 		return nil, err
 	}
+	if err := b.startHistory(); err != nil {
+		b.nc.Close()
+		b.stopServer()
+		return nil, err
+	}
 	b.wg.Add(2)
 	go b.applyInterest()
 	go b.runPresence()
@@ -215,7 +221,7 @@ func (b *Broker) publishLocked(m *broadcast.BrokerMessage, gen uint64) error {
 		p.body = body[:0] // keep the scratch buffer, unless a huge message grew it
 	}
 	for _, t := range m.Topics {
-		p.subj = appendTopicSubject(p.subj[:0], b.opts.Prefix, t)
+		p.subj = b.appendPublishSubject(p.subj[:0], t)
 		// nats.go copies the subject into its write buffer and keeps no
 		// reference, so the scratch bytes can stand in for a string.
 		subj := unsafe.String(unsafe.SliceData(p.subj), len(p.subj))
@@ -387,6 +393,10 @@ func (b *Broker) dispatch() {
 				b.malformed.Add(1)
 				continue
 			}
+			if seq, prev, ok := positioned(m); ok && b.hist != nil {
+				b.dispatchPositioned(m, &w, seq, prev) // a topic with history (history.go)
+				continue
+			}
 			if len(w.topics) > 1 {
 				// The copies of one message leave its node one after the
 				// other on one connection, and NATS keeps a connection's
@@ -548,6 +558,7 @@ func (b *Broker) onDisconnect(_ *nats.Conn, err error) {
 func (b *Broker) onReconnect(nc *nats.Conn) {
 	b.nextEpoch()
 	b.reconnects.Add(1)
+	b.historyReconnected()
 	b.log.Info("natsbroker: connection to NATS re-established", zap.String("server", nc.ConnectedUrlRedacted()))
 }
 

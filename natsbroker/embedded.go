@@ -18,6 +18,8 @@ func startServer(o *Options, node string, log *zap.Logger) (*server.Server, erro
 		ServerName: node,
 		NoSigs:     true,
 		MaxPayload: int32(o.MaxPayload),
+		JetStream:  o.History != nil, // history.go
+		StoreDir:   o.HistoryDir,
 	}
 	switch {
 	case o.ClientListen != "":

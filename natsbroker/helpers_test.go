@@ -26,7 +26,13 @@ var waitFor = wstest.WaitFor
 // one), shut down when the test ends.
 func runServer(t testing.TB, port int) *server.Server {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true})
+	return runServerWith(t, &server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true})
+}
+
+// runServerWith starts a NATS server with o, shut down when the test ends.
+func runServerWith(t testing.TB, o *server.Options) *server.Server {
+	t.Helper()
+	s, err := server.NewServer(o)
 	if err != nil {
 		t.Fatal(err)
 	}

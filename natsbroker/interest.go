@@ -78,7 +78,7 @@ func (b *Broker) applyInterest() {
 			sub := subs[topic]
 			switch {
 			case on && sub == nil:
-				s, err := b.nc.ChanSubscribe(b.Subject(topic), b.msgs)
+				s, err := b.nc.ChanSubscribe(b.liveSubject(topic), b.msgs)
 				if err != nil {
 					b.log.Warn("natsbroker: subscribing", zap.String("topic", topic), zap.Error(err))
 					continue

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/wsdproject/wsd/broadcast"
 )
 
 // Options configures a Broker. The zero value is valid: a node with a
@@ -99,6 +101,22 @@ type Options struct {
 	// heartbeats has answered). 0 means DefaultGatherTimeout.
 	GatherTimeout time.Duration
 
+	// History, if not nil, names the topics that keep history, on
+	// JetStream (see history.go): the NATS server must have JetStream on
+	// (the embedded server then runs it, without Listen). The hub's
+	// broadcast.Options.History should be the same function. nil: no
+	// topic keeps history in NATS.
+	History func(topic string) broadcast.HistoryPolicy
+	// HistoryLimits are the stream's limits: messages kept per topic and
+	// their age (0: no age limit); the largest of History's policies.
+	HistoryLimits broadcast.HistoryPolicy
+	// HistoryMemory keeps the stream in memory rather than in files: it is
+	// lost (a new epoch) when the server restarts.
+	HistoryMemory bool
+	// HistoryDir is the embedded server's JetStream directory. "" means
+	// nats-server's default under the system's temporary directory.
+	HistoryDir string
+
 	// Logger gets connection events (lost, re-established, slow consumer)
 	// and the embedded server's notices, warnings and errors. nil means
 	// zap.NewNop().
@@ -186,6 +204,9 @@ func (o *Options) validate() error {
 	}
 	if o.CredsFile != "" || o.TLSCAFile != "" {
 		return errors.New("natsbroker: CredsFile and TLSCAFile are for URLs; the embedded server is reached in-process")
+	}
+	if o.History != nil && o.Listen != "" {
+		return errors.New("natsbroker: History on embedded servers joined by routes is not supported: use URLs of a NATS deployment with JetStream, or one embedded server")
 	}
 	if len(o.Routes) > 0 && o.Listen == "" {
 		return errors.New("natsbroker: Routes need Listen: the other nodes route back to this node's Listen address")

@@ -207,6 +207,7 @@ func natsOptions(cfg *config, log *zap.Logger) natsbroker.Options {
 	o := natsbroker.Options{Node: cfg.NATSNode, Prefix: cfg.NATSPrefix, Logger: log.Named("nats")}
 	if urls := splitList(cfg.NATSURL); len(urls) > 0 {
 		o.URLs, o.CredsFile, o.TLSCAFile = urls, cfg.NATSCreds, cfg.NATSTLSCA
+		natsHistory(cfg, &o) // history on JetStream (history_cluster.go)
 		return o
 	}
 	o.Listen, o.Routes, o.ClusterName = cfg.NATSListen, splitList(cfg.NATSRoutes), cfg.NATSClusterName

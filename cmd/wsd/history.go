@@ -224,13 +224,12 @@ func (h *pushHandler) openResume(c *engine.Conn, topics []string, pr *pushResume
 		if pos, ok := pr.since[topic]; ok {
 			since = &pos
 		}
-		rec, err := h.hub.SubscribeSince(c, topic, since)
-		if err != nil {
-			return // closing: upgrade checked the names and the count
-		}
-		if pr.envelope || since != nil {
-			pushSubscribed(c, topic, rec, since != nil)
-		}
+		h.hub.SubscribeSinceAsync(c, topic, since, func(rec broadcast.Recovery, err error) {
+			// An error means closing: upgrade checked the names and the count.
+			if err == nil && (pr.envelope || since != nil) {
+				pushSubscribed(c, topic, rec, since != nil)
+			}
+		})
 	}
 }
 

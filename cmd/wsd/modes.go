@@ -361,12 +361,16 @@ func (h *pushHandler) OnMessage(c *engine.Conn, op codec.OpCode, p []byte) {
 			pushError(c, codeForbidden, m.Topic, "subscribing to this topic is not allowed")
 			return
 		}
-		switch rec, err := h.hub.SubscribeSince(c, m.Topic, m.Since); {
-		case errors.Is(err, broadcast.ErrTooManySubscriptions):
-			pushError(c, codeTooManySubs, m.Topic, fmt.Sprintf("a connection may subscribe to at most %d topics", h.maxSubs))
-		case err == nil:
-			pushSubscribed(c, m.Topic, rec, m.Since != nil)
-		}
+		// Async: in a cluster with history on JetStream, a resume this
+		// node's cache cannot serve reads the stream first (history.go).
+		h.hub.SubscribeSinceAsync(c, m.Topic, m.Since, func(rec broadcast.Recovery, err error) {
+			switch {
+			case errors.Is(err, broadcast.ErrTooManySubscriptions):
+				pushError(c, codeTooManySubs, m.Topic, fmt.Sprintf("a connection may subscribe to at most %d topics", h.maxSubs))
+			case err == nil:
+				pushSubscribed(c, m.Topic, rec, m.Since != nil)
+			}
+		})
 	case "unsubscribe":
 		h.hub.Unsubscribe(c, m.Topic)
 		pushReply(c, "unsubscribed", m.Topic)
