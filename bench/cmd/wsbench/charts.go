@@ -92,7 +92,7 @@ func drawCharts(specs []chartSpec, runs []Run, servers []string, dir string) ([]
 				return files, err
 			}
 			bars.LineStyle.Width = 0
-			bars.Color = palette[i%len(palette)]
+			bars.Color = barColor(servers, i)
 			bars.Offset = width * vg.Length(float64(i)-float64(len(servers)-1)/2)
 			p.Add(bars)
 			p.Legend.Add(s, bars)

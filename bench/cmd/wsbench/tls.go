@@ -1,8 +1,10 @@
 package main
 
 import (
+	"image/color"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/wsdproject/wsd/bench/loadgen"
@@ -121,4 +123,21 @@ func (p *plan) labels(servers []string) []string {
 		}
 	}
 	return out
+}
+
+// barColor is the colour of column i of servers in a chart: each server
+// its own from the palette, its wss column the same colour, lighter.
+func barColor(servers []string, i int) color.Color {
+	k := -1 // the server's place among the columns that are not wss
+	for _, s := range servers[:i+1] {
+		if !strings.HasSuffix(s, " wss") {
+			k++
+		}
+	}
+	c := color.RGBAModel.Convert(palette[max(k, 0)%len(palette)]).(color.RGBA)
+	if strings.HasSuffix(servers[i], " wss") {
+		lighter := func(v uint8) uint8 { return v + (255-v)/2 }
+		c.R, c.G, c.B = lighter(c.R), lighter(c.G), lighter(c.B)
+	}
+	return c
 }

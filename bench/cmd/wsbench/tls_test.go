@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/tls"
+	"image/color"
 	"os"
 	"slices"
 	"strings"
@@ -36,6 +37,32 @@ func TestReportTLS(t *testing.T) {
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+}
+
+// TestBarColor: without -tls the columns take the palette in order; with
+// it each wss column is its server's colour, lighter.
+func TestBarColor(t *testing.T) {
+	plain := []string{"wsd", "gorilla", "gobwas", "gws", "nbio"}
+	for i := range plain {
+		if barColor(plain, i) != color.RGBAModel.Convert(palette[i]) {
+			t.Errorf("column %d (%s): not palette[%d]", i, plain[i], i)
+		}
+	}
+	both := (&plan{tls: &tlsPlan{}}).labels(plain)
+	seen := map[color.Color]string{}
+	for i, s := range both {
+		c := barColor(both, i)
+		if other, ok := seen[c]; ok {
+			t.Errorf("%s and %s have the same colour", s, other)
+		}
+		seen[c] = s
+		if strings.HasSuffix(s, " wss") {
+			ws := barColor(both, i-1).(color.RGBA)
+			if w := c.(color.RGBA); w.R < ws.R || w.G < ws.G || w.B < ws.B || w == ws {
+				t.Errorf("%s %v is not a lighter %v", s, w, ws)
+			}
 		}
 	}
 }
