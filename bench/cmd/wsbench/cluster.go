@@ -192,9 +192,12 @@ func clusterArgs(bin, addr, debug, name, route string, routes []string) []string
 
 // clusterGroup is the load-generator processes of one node and one topic.
 type clusterGroup struct {
-	node  int
-	probe bool
-	ws    []*workerProc
+	node   int
+	probe  bool
+	conns  int // connections, spread over
+	count  int // processes, the first on 127.0.0.<source>, four addresses each
+	source int
+	ws     []*workerProc
 }
 
 // runCluster runs the cluster scenario once. Every process it starts is
@@ -206,6 +209,30 @@ func runCluster(p *plan, cp clusterPlan, bin string) (r ClusterRun) {
 	fail := func(format string, args ...any) { r.Failures = append(r.Failures, fmt.Sprintf(format, args...)) }
 	defer func() { judgeCluster(&r) }()
 	t0 := time.Now()
+	r.NodeList = make([]ClusterNode, n)
+	for i := range n {
+		r.NodeList[i] = ClusterNode{Name: fmt.Sprintf("n%d", i+1), Publisher: i == 0, Conns: cp.conns/n + btoi(i < cp.conns%n)}
+	}
+
+	// The load generators, planned before anything starts: for each node,
+	// its share of the news subscribers, and one process of probe
+	// subscribers; every process on its own four source addresses.
+	var groups []*clusterGroup
+	source := p.sourceBase
+	for i := range n {
+		news := &clusterGroup{node: i, conns: r.NodeList[i].Conns, count: (r.NodeList[i].Conns + p.perWorker - 1) / p.perWorker}
+		probe := &clusterGroup{node: i, probe: true, conns: cp.probeConns, count: 1}
+		r.NodeList[i].Workers = news.count
+		for _, g := range []*clusterGroup{news, probe} {
+			g.source = source
+			source += 4 * g.count
+			groups = append(groups, g)
+		}
+	}
+	if last := source - 1; last > 254 {
+		fail("%d load-generator processes need the source addresses 127.0.0.%d to 127.0.0.%d", workers(r), p.sourceBase, last)
+		return r
+	}
 
 	// The nodes, all started before any is waited for: each routes to all.
 	routes := make([]string, n)
@@ -220,9 +247,8 @@ func runCluster(p *plan, cp clusterPlan, bin string) (r ClusterRun) {
 			s.stop()
 		}
 	}()
-	r.NodeList = make([]ClusterNode, n)
 	for i := range n {
-		name := fmt.Sprintf("n%d", i+1)
+		name := r.NodeList[i].Name
 		spec := specs["wsd"]
 		spec.args = func(bin, _, addr, debug string) []string {
 			return clusterArgs(bin, addr, debug, name, listen[i], routes)
@@ -233,7 +259,6 @@ func runCluster(p *plan, cp clusterPlan, bin string) (r ClusterRun) {
 			return r
 		}
 		srvs = append(srvs, s)
-		r.NodeList[i] = ClusterNode{Name: name, Publisher: i == 0, Conns: cp.conns/n + btoi(i < cp.conns%n)}
 		if i == 0 {
 			r.ServerCmd = spec.args("wsd", "", s.addr, s.debug)
 		}
@@ -248,15 +273,7 @@ func runCluster(p *plan, cp clusterPlan, bin string) (r ClusterRun) {
 		r.NodeList[i].RSSBase, r.NodeList[i].HeapBase = s.rss(), s.heap()
 	}
 
-	// The load generators: for each node, its share of the news
-	// subscribers, and one process of probe subscribers; every process on
-	// its own four source addresses.
 	expect := uint64(max(5, cp.rate/float64(max(1, cp.conns))*cp.duration.Seconds()))
-	var groups []*clusterGroup
-	source := p.sourceBase
-	for i := range n {
-		groups = append(groups, &clusterGroup{node: i}, &clusterGroup{node: i, probe: true})
-	}
 	type started struct {
 		ready loadgen.Result
 		err   error
@@ -266,21 +283,13 @@ func runCluster(p *plan, cp clusterPlan, bin string) (r ClusterRun) {
 	t1 := time.Now()
 	for gi, g := range groups {
 		gp := *p
-		gp.sourceBase = source
+		gp.sourceBase = g.source
 		job := loadgen.Job{Scenario: "broadcast", Addr: srvs[g.node].addr, Path: "/?topics=news", DialConcurrency: p.dialParallel,
 			Size: cp.size, Expect: expect, Duration: 10*cp.duration + 20*time.Second}
-		conns, count := r.NodeList[g.node].Conns, (r.NodeList[g.node].Conns+p.perWorker-1)/p.perWorker
+		conns, count := g.conns, g.count
 		if g.probe {
 			job.Path, job.Expect = "/?topics=probe", uint64(cp.probes)
 			job.Duration = 10*time.Duration(float64(cp.probes)/cp.probeRate*float64(time.Second)) + 20*time.Second
-			conns, count = cp.probeConns, 1
-		} else {
-			r.NodeList[g.node].Workers = count
-		}
-		source += 4 * count
-		if source > 254 {
-			fail("%d load-generator processes need more source addresses than 127.0.0.%d-254", count, p.sourceBase)
-			return r
 		}
 		wg.Add(1)
 		go func() {

@@ -43,6 +43,17 @@ func TestClusterNodeCount(t *testing.T) {
 	}
 }
 
+// TestClusterSourceAddresses: a plan whose load generators would need more
+// 127.0.0.x addresses than there are fails before it starts anything (the
+// wsd binary given does not exist).
+func TestClusterSourceAddresses(t *testing.T) {
+	p := &plan{perWorker: 7500, sourceBase: 2}
+	r := runCluster(p, clusterPlan{conns: 1000000, perNode: 15000, probeConns: 10}, filepath.Join(t.TempDir(), "no-wsd"))
+	if r.OK || len(r.Failures) != 1 || !strings.Contains(r.Failures[0], "201 load-generator processes need the source addresses 127.0.0.2 to 127.0.0.805") {
+		t.Fatalf("ok %v, failures %q", r.OK, r.Failures)
+	}
+}
+
 // TestClusterScenario runs the scenario small: three wsd processes joined
 // by their embedded NATS nodes, 90 subscribers each, the publisher on the
 // first. Every frame must arrive, each node's figures must be there, the
