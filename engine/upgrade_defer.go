@@ -115,7 +115,14 @@ func (p *Pending) Run(l *Loop) {
 		return
 	}
 	l.up.resumed = p
-	act := l.input(c) // the upgrade from the held request, then the frames after it
+	// The upgrade from the held request, then the frames after it, as when
+	// input arrives (for wss the held plaintext is parsed, and kept again).
+	var act gnet.Action
+	if t := c.tlsConn(); t != nil {
+		act = l.tlsTraffic(c, t)
+	} else {
+		act = l.input(c)
+	}
 	l.up.resumed = nil
 	if act == gnet.Close {
 		c.closeNow()
