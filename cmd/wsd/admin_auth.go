@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strconv"
 
+	"go.uber.org/zap"
+
 	"github.com/wsdproject/wsd/codec"
 )
 
@@ -115,6 +117,7 @@ func (a *admin) disconnect(w http.ResponseWriter, r *http.Request) {
 			closed++
 		}
 	}
+	a.authn.log.Info("disconnected through the API", zap.String("user", req.User), zap.String("id", string(req.ID)), zap.Int("code", int(code)), zap.Int("closed", closed))
 	writeJSON(w, http.StatusOK, map[string]any{"closed": closed, "code": int(code)})
 }
 

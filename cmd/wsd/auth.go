@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/wsdproject/wsd/auth"
 	"github.com/wsdproject/wsd/codec"
 	"github.com/wsdproject/wsd/engine"
@@ -48,6 +50,9 @@ type authn struct {
 	reg    registry
 	timers authTimers
 	onLoop bool // HMAC tokens: checked on the event loop
+	// log gets, at debug level, each authentication and refusal with the
+	// connection id and user (never a credential). newDaemon sets it.
+	log *zap.Logger
 }
 
 // newAuthn returns the authentication of cfg, or nil with -auth off.
@@ -56,7 +61,7 @@ func newAuthn(cfg *config, connID func(uint64) string) *authn {
 	if !a.on() {
 		return nil
 	}
-	g := &authn{cfg: a, connID: connID, onLoop: a.jwt == nil || a.jwtOnLoop}
+	g := &authn{cfg: a, connID: connID, onLoop: a.jwt == nil || a.jwtOnLoop, log: zap.NewNop()}
 	g.reg.init()
 	g.timers.fire = g.fire
 	if !g.onLoop || a.basic != nil {
@@ -187,6 +192,9 @@ func (g *authn) refused(err error, reason string) *engine.Response {
 			reason = "authentication failed"
 		}
 	}
+	if ce := g.log.Check(zap.DebugLevel, "upgrade refused"); ce != nil {
+		ce.Write(zap.String("reason", reason))
+	}
 	h := http.Header{"Content-Type": {"text/plain; charset=utf-8"}}
 	status := auth.Status(err)
 	if status == http.StatusUnauthorized {
@@ -249,11 +257,14 @@ func (h *authHandler) OnOpen(c *engine.Conn) {
 func (h *authHandler) start(s *session, id *auth.Identity) {
 	g, c := h.g, s.c
 	if t, bad := forbiddenTopic(id, topicsOf(c.Context())); bad {
-		c.CloseNow(closeAuthForbidden, "not allowed to subscribe to "+quoteTopic(t))
+		g.closeConn(c, closeAuthForbidden, "not allowed to subscribe to "+quoteTopic(t))
 		return
 	}
 	g.setIdentity(s, id)
 	s.opened = true
+	if ce := g.log.Check(zap.DebugLevel, "authenticated"); ce != nil {
+		ce.Write(zap.Uint64("id", c.ID()), zap.String("user", id.Sub))
+	}
 	h.next.OnOpen(c)
 }
 
@@ -329,12 +340,12 @@ func (h *authHandler) OnMessage(c *engine.Conn, op codec.OpCode, p []byte) {
 func (h *authHandler) first(s *session, op codec.OpCode, p []byte) {
 	c := s.c
 	if s.checking {
-		c.CloseNow(closeAuthBadMessage, "send nothing before the answer to the auth message")
+		h.g.closeConn(c, closeAuthBadMessage, "send nothing before the answer to the auth message")
 		return
 	}
 	var m authMessage
 	if op != codec.OpText || len(p) > h.g.maxAuthMessage() || json.Unmarshal(p, &m) != nil || m.Op != "auth" {
-		c.CloseNow(closeAuthBadMessage, `authentication required: the first message is {"op":"auth","token":"..."}`)
+		h.g.closeConn(c, closeAuthBadMessage, `authentication required: the first message is {"op":"auth","token":"..."}`)
 		return
 	}
 	h.verify(s, m.Token, false)
@@ -345,11 +356,11 @@ func (h *authHandler) first(s *session, op codec.OpCode, p []byte) {
 func (h *authHandler) verify(s *session, token string, refresh bool) {
 	g := h.g
 	if g.cfg.jwt == nil {
-		s.c.CloseNow(closeAuthFailed, "this server takes no tokens")
+		g.closeConn(s.c, closeAuthFailed, "this server takes no tokens")
 		return
 	}
 	if token == "" {
-		s.c.CloseNow(closeAuthBadMessage, `"token" is required`)
+		g.closeConn(s.c, closeAuthBadMessage, `"token" is required`)
 		return
 	}
 	if g.onLoop {
@@ -395,7 +406,7 @@ func (h *authHandler) verified(s *session, id *auth.Identity, err error, refresh
 		if ae, ok := err.(*auth.Error); ok {
 			reason = ae.Reason
 		}
-		c.CloseNow(closeAuthFailed, reason)
+		g.closeConn(c, closeAuthFailed, reason)
 		return
 	}
 	if !s.opened {
@@ -404,7 +415,7 @@ func (h *authHandler) verified(s *session, id *auth.Identity, err error, refresh
 		return
 	}
 	if old := s.id.Load(); old != nil && old.Sub != "" && old.Sub != id.Sub {
-		c.CloseNow(closeAuthFailed, "the new token is for another user")
+		g.closeConn(c, closeAuthFailed, "the new token is for another user")
 		return
 	}
 	g.setIdentity(s, id)
@@ -464,7 +475,7 @@ func (d *authDeadline) Run(*engine.Loop) {
 	switch {
 	case id == nil:
 		if !s.checking && now >= s.authBy {
-			c.CloseNow(closeAuthTimeout, "no auth message in time")
+			g.closeConn(c, closeAuthTimeout, "no auth message in time")
 		}
 	case id.Expires.IsZero() || now < id.Expires.UnixNano():
 		// refreshed meanwhile
@@ -476,7 +487,7 @@ func (d *authDeadline) Run(*engine.Loop) {
 		}{"expired", int64(g.cfg.RefreshGrace / time.Second)})
 		g.timers.schedule(s, now+int64(g.cfg.RefreshGrace))
 	case now >= s.expired+int64(g.cfg.RefreshGrace):
-		c.CloseNow(closeAuthExpired, "token expired")
+		g.closeConn(c, closeAuthExpired, "token expired")
 	}
 }
 
@@ -607,4 +618,19 @@ func (r *registry) userConns(user string) []*engine.Conn {
 		cs = append(cs, s.c)
 	}
 	return cs
+}
+
+// closeConn closes c for a reason of authentication, with one of the
+// 4000-4004 codes. Loop only.
+func (g *authn) closeConn(c *engine.Conn, code codec.StatusCode, reason string) {
+	if ce := g.log.Check(zap.DebugLevel, "closed by authentication"); ce != nil {
+		user := ""
+		if s := g.reg.get(c); s != nil {
+			if id := s.id.Load(); id != nil {
+				user = id.Sub
+			}
+		}
+		ce.Write(zap.Uint64("id", c.ID()), zap.String("user", user), zap.Int("code", int(code)), zap.String("reason", reason))
+	}
+	c.CloseNow(code, reason)
 }

@@ -152,7 +152,9 @@ func newDaemon(cfg *config) (d *daemon, err error) {
 		return nil, err
 	}
 	opts.OnUpgrade, opts.HTTPHandler = md.onUpgrade, md.httpHandler
-	d.auth = md.auth
+	if d.auth = md.auth; d.auth != nil {
+		d.auth.log = log
+	}
 	if cfg.TLSClientCA != "" && log.Core().Enabled(zap.DebugLevel) {
 		opts.OnUpgrade = logClientCert(md.onUpgrade, log)
 	}
