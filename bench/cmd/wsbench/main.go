@@ -64,6 +64,7 @@ func run(args []string) error {
 		echoFor   = fs.Duration("echo-duration", 5*time.Second, "echo phase length")
 		eDepths   = fs.String("echo-depths", "1,16", "echo: messages each connection keeps in flight, one run each: 1 is ping-pong, more are written back to back in one write (a client that pipelines)")
 		idleFor   = fs.Duration("idle-settle", 3*time.Second, "idle: time between the last connection and the memory reading")
+		idleTopic = fs.String("idle-topic", "", "idle: wsd alone, in push mode, every connection subscribed to this topic (?topics=); needs -servers wsd")
 		bRates    = fs.String("broadcast-rates", "20000,200000", "broadcast: delivered frames per second aimed at, one run each (publish rate = this / connections): one that every server sustains, one that saturates a core")
 		bFor      = fs.Duration("broadcast-duration", 5*time.Second, "broadcast: publishing time")
 		profile   = fs.String("profile", "", "save CPU profiles of wsd's echo and broadcast phases in this directory")
@@ -134,6 +135,10 @@ func run(args []string) error {
 		p.serverCPU, p.clientCPU = "", ""
 	}
 	names := strings.Split(*servers, ",")
+	if err := checkIdleTopic(*idleTopic, names); err != nil {
+		return err
+	}
+	p.idleTopic = *idleTopic
 	if len(others) == 0 {
 		names = nil // the soak alone: wsd only
 	}

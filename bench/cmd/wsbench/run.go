@@ -83,6 +83,7 @@ type plan struct {
 	dialParallel int
 	compress     bool     // -compress: JSON messages, each case plain and with permessage-deflate
 	tls          *tlsPlan // -tls: the run's certificate; nil without
+	idleTopic    string   // -idle-topic: the idle runs' wsd in push mode, each connection subscribed to it
 }
 
 // workerProc is one load-generator process.
@@ -216,6 +217,7 @@ func runOne(p *plan, spec serverSpec, bin, scenario string, conns, size, load, r
 	r = Run{Server: spec.name, Scenario: scenario, Conns: conns, Size: size, Round: round, Deflate: deflate, TLS: wss}
 	spec = compressSpec(p, spec, deflate)
 	spec = tlsSpec(p, spec, wss)
+	spec = idleTopicSpec(p, spec, scenario)
 	switch scenario {
 	case "broadcast":
 		r.Target = load
