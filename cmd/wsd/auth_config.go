@@ -74,9 +74,9 @@ func (c *config) checkAuth() []error {
 	a := &c.Auth
 	var errs []error
 	if !a.on() {
-		for _, name := range []string{"auth-jwt-key", "auth-basic-file"} {
-			if _, ok := c.from[name]; ok {
-				errs = append(errs, fmt.Errorf("%s needs -auth optional or required (-auth is off)", c.describe(name, "...")))
+		for name, v := range map[string]string{"auth-jwt-key": a.JWTKey, "auth-basic-file": a.BasicFile} {
+			if v != "" {
+				errs = append(errs, fmt.Errorf("%s needs -auth optional or required (-auth is off)", c.describe(name, v)))
 			}
 		}
 		return errs
