@@ -20,6 +20,11 @@
 // other goroutines use Conn.Send and Conn.Close, which queue work on the
 // loop. gnet never appears in the API.
 //
+// Options.OnUpgrade sees each upgrade request on the loop; a check too slow
+// for it (a password hash, a signature) calls Request.Defer and answers
+// later from any goroutine with Pending.Accept or Pending.Reject, the
+// connection's input held unread meanwhile.
+//
 // With Options.TLS the same loops serve wss:// with the standard library's
 // crypto/tls: each TLS handshake runs in a short-lived goroutine, at most
 // Options.MaxTLSHandshakes at once, and the loop then decrypts and
