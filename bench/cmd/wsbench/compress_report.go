@@ -21,10 +21,10 @@ func compressChartSpecs() []chartSpec {
 	bcast := func(c caseKey) string { return fmt.Sprintf("%d subs, %s/s", c.conns, num(float64(c.target))) }
 	echo := func(c caseKey) string { return fmt.Sprintf("%d conns, %d in flight", c.conns, c.depth) }
 	return []chartSpec{
-		{"compress-broadcast-cpu.png", "Server CPU per delivered frame, 1 KiB JSON, plain and deflate", "µs per delivered frame", "broadcast", nil, bcast, compressMetrics[0]},
-		{"compress-broadcast-bytes.png", "Bytes on the wire per delivered frame, 1 KiB JSON", "bytes per frame", "broadcast", nil, bcast, compressMetrics[1]},
-		{"compress-broadcast-p99.png", "p99 fan-out latency, 1 KiB JSON, plain and deflate", "ms", "broadcast", nil, bcast, compressMetrics[2]},
-		{"compress-echo-cpu.png", "Server CPU per echo, 1 KiB JSON, plain and deflate", "µs per echo", "echo", nil, echo, compressMetrics[0]},
+		{"compress-broadcast-cpu.png", "Server CPU per delivered frame, JSON, plain and deflate", "µs per delivered frame", "broadcast", nil, bcast, compressMetrics[0]},
+		{"compress-broadcast-bytes.png", "Bytes on the wire per delivered frame, JSON", "bytes per frame", "broadcast", nil, bcast, compressMetrics[1]},
+		{"compress-broadcast-p99.png", "p99 fan-out latency, JSON, plain and deflate", "ms", "broadcast", nil, bcast, compressMetrics[2]},
+		{"compress-echo-cpu.png", "Server CPU per echo, JSON, plain and deflate", "µs per echo", "echo", nil, echo, compressMetrics[0]},
 	}
 }
 

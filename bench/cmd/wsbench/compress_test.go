@@ -2,6 +2,8 @@ package main
 
 import (
 	"flag"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -91,5 +93,31 @@ func TestCompressReport(t *testing.T) {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}
+	}
+}
+
+// TestCompressRereport: wsbench report rebuilds compress.md and the charts
+// from compress.json alone.
+func TestCompressRereport(t *testing.T) {
+	dir := t.TempDir()
+	runs := []Run{
+		{Server: "wsd", Deflate: true, Scenario: "broadcast", Conns: 1000, Size: 1024, Target: 20000, Round: 1, OK: true, CPUPerOpUs: 9, WireBytesPerOp: 410, P99us: 5000, RatePerS: 20000},
+		{Server: "gws", Deflate: true, Scenario: "broadcast", Conns: 1000, Size: 1024, Target: 20000, Round: 1, OK: true, CPUPerOpUs: 10, WireBytesPerOp: 411, P99us: 6000, RatePerS: 20000},
+	}
+	if _, err := writeCompress(dir, map[string]any{"rounds": 1}, runs); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "compress.md")); err != nil {
+		t.Fatal(err)
+	}
+	if err := rereport([]string{"-dir", dir}); err != nil {
+		t.Fatalf("wsbench report: %v", err)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "compress.md"))
+	if err != nil || !strings.Contains(string(md), "0.90× the CPU per message of the best compressing peer (gws+deflate") {
+		t.Fatalf("compress.md (%v):\n%s", err, md)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "compress-broadcast-cpu.png")); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -398,11 +398,8 @@ func writeReport(dir string, meta map[string]any, runs []Run, servers []string) 
 // cluster.json, whichever are there.
 func rereport(args []string) error {
 	fs := flag.NewFlagSet("wsbench report", flag.ContinueOnError)
-	dir := fs.String("dir", "results", "directory holding results.json, soak.json or cluster.json")
+	dir := fs.String("dir", "results", "directory holding results.json, soak.json, cluster.json or compress.json")
 	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := compressDefaults(fs); err != nil {
 		return err
 	}
 	found, err := rereportCompress(*dir)
