@@ -362,3 +362,42 @@ func TestHistoryPushURLErrors(t *testing.T) {
 	c := td.dialWS(t, "/?topics=news.a:b&since=news.a:b:0:nope")
 	expectSubscribed(t, "colons", c, "news.a:b", new(bool), 0)
 }
+
+// TestHistoryChat: a chat room that -history names resumes like a push
+// topic (the room is the topic), and the daemon serves the JavaScript
+// client.
+func TestHistoryChat(t *testing.T) {
+	td := startWSD(t, "-mode", "chat", "-history", "chat/*=10")
+	a := td.dialWS(t, "/chat/r?format=json")
+	first := expectSubscribed(t, "a", a, "chat/r", nil, 0)
+	for i := 1; i <= 3; i++ {
+		if err := a.WriteMessage(websocket.TextMessage, []byte(fmt.Sprintf("m%d", i))); err != nil {
+			t.Fatal(err)
+		}
+		expectEnvelope(t, "a", a, "chat/r", uint64(i), first.Epoch, fmt.Sprintf("m%d", i))
+	}
+	b := td.dialWS(t, fmt.Sprintf("/chat/r?format=json&since=chat/r:1:%s", first.Epoch))
+	yes := true
+	expectSubscribed(t, "b", b, "chat/r", &yes, 3)
+	expectEnvelope(t, "b", b, "chat/r", 2, first.Epoch, "m2")
+	expectEnvelope(t, "b", b, "chat/r", 3, first.Epoch, "m3")
+	raw := td.dialWS(t, "/chat/r") // no format: today's chat clients
+	if err := raw.WriteMessage(websocket.TextMessage, []byte("m4")); err != nil {
+		t.Fatal(err)
+	}
+	expectEnvelope(t, "b", b, "chat/r", 4, first.Epoch, "m4")
+	_ = raw.SetReadDeadline(time.Now().Add(adminTimeout))
+	if _, p, err := raw.ReadMessage(); err != nil || string(p) != "m4" {
+		t.Fatalf("raw chat client: %q %v, want m4", p, err)
+	}
+	if resp, err := http.Get("http://" + td.addr + "/wsd-client.js"); err != nil {
+		t.Fatal(err)
+	} else {
+		var body bytes.Buffer
+		_, _ = body.ReadFrom(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/javascript") || !bytes.Equal(body.Bytes(), clientJS) {
+			t.Fatalf("GET /wsd-client.js: %d %q, %d bytes", resp.StatusCode, resp.Header.Get("Content-Type"), body.Len())
+		}
+	}
+}

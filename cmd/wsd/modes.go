@@ -61,7 +61,7 @@ func newModeOf(cfg *config, hub *broadcast.Hub, cl *cluster, g *authn) (*mode, e
 		if cl != nil {
 			ph.unavailable = cl.unavailable
 		}
-		return &mode{handler: hub.Handler(ph), onUpgrade: ph.upgrade, auth: g}, nil
+		return &mode{handler: hub.Handler(ph), onUpgrade: ph.upgrade, httpHandler: serveClientJS, auth: g}, nil
 	}
 	return nil, fmt.Errorf("unknown mode %q (want echo, chat or push)", cfg.Mode)
 }
@@ -76,7 +76,7 @@ func (echoHandler) OnMessage(c *engine.Conn, op codec.OpCode, p []byte) {
 // serveDemo answers GET / with the browser chat page.
 func serveDemo(r *engine.Request) *engine.Response {
 	if r.Path() != "/" && r.Path() != "/index.html" {
-		return nil
+		return serveClientJS(r) // /wsd-client.js (history_chat.go)
 	}
 	return &engine.Response{
 		Header: http.Header{"Content-Type": {"text/html; charset=utf-8"}, "Cache-Control": {"no-cache"}},
@@ -89,6 +89,7 @@ func serveDemo(r *engine.Request) *engine.Response {
 type chatConn struct {
 	room     string
 	presence bool
+	resume   *pushResume // ?format=json, ?since= (history_chat.go); nil: neither
 }
 
 // presencePrefix starts the hub topic of a room's presence events. A room
@@ -112,7 +113,11 @@ func chatUpgrade(r *engine.Request) *engine.Response {
 	if strings.ContainsFunc(room, func(c rune) bool { return c <= ' ' || c == 0x7f }) {
 		return &engine.Response{Status: http.StatusBadRequest, Body: []byte("a room name holds no spaces or control characters\n")}
 	}
-	r.Context = &chatConn{room: room, presence: r.Query("presence") == "1"}
+	resume, bad := chatResume(r, room)
+	if bad != nil {
+		return bad
+	}
+	r.Context = &chatConn{room: room, presence: r.Query("presence") == "1", resume: resume}
 	return nil
 }
 
@@ -136,7 +141,11 @@ type chatHandler struct {
 
 func (h *chatHandler) OnOpen(c *engine.Conn) {
 	cc := c.Context().(*chatConn)
-	h.hub.Subscribe(c, cc.room)
+	if cc.resume != nil {
+		h.openResume(c, cc)
+	} else {
+		h.hub.Subscribe(c, cc.room)
+	}
 	if cc.presence {
 		h.presenceHub().Subscribe(c, presenceTopic(cc.room))
 	}
