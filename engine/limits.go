@@ -40,10 +40,14 @@ import (
 //  2. stops decoding a connection whose backlog is over half the cap: its
 //     input stays in gnet's inbound buffer and produces no replies, so
 //     the backlog cannot grow from it. gnet still reads it, one read buffer
-//     (64 KiB) per readable event; once the input waiting and the output
-//     unsent reach MaxBuffered together, the connection is closed the same
-//     way. A peer that does not read is not heard either, and holds about
-//     one cap of memory (plus one message, and a read buffer).
+//     (64 KiB) per readable event; once the input waiting reaches a
+//     quarter of the cap, or the input waiting and the output unsent
+//     reach MaxBuffered together, the connection is closed the same way.
+//     (The quarter: gnet's inbound buffer grows by whole power-of-two
+//     sizes, so half a cap of input waiting took a whole cap of memory;
+//     the flood test's 50 flooders grew the server's RSS by up to 51 MiB.)
+//     A peer that does not read is not heard either, and holds about one
+//     cap of memory (plus one message, and a read buffer).
 //  3. keeps, per loop, a list of the connections that have a backlog, a
 //     paused input or a partly received message (watched, with a guard),
 //     and walks only that list once per tick: the write-stall timeout, the
@@ -249,7 +253,7 @@ func (c *Conn) abort(code codec.StatusCode, reason string, w limit) {
 
 // holdInput reports whether c's input must wait for its output to drain
 // (see the top of this file), closing c when the input kept meanwhile
-// reaches the cap. Loop only.
+// reaches a quarter of the cap, or the cap with the output. Loop only.
 func (l *Loop) holdInput(c *Conn) bool {
 	max := l.e.opts.MaxBuffered
 	if max <= 0 || c.discard {
@@ -266,7 +270,7 @@ func (l *Loop) holdInput(c *Conn) bool {
 		}
 		l.watch(c).paused = true
 	}
-	if c.Buffered()+c.inHeld() >= max { // held input and unsent output together: a peer that does not read holds at most one cap
+	if in := c.inHeld(); in >= max/4 || c.Buffered()+in >= max { // a peer that does not read holds at most one cap
 		c.abort(l.e.opts.BackpressureCode, "input while output is blocked", limBackpressure)
 		c.discardAll()
 	}

@@ -135,8 +135,9 @@ type Options struct {
 	// under the cap is taken whole, so one connection holds at most
 	// MaxBuffered plus one message. While a connection has more than half
 	// of it unsent, its input is not decoded (a peer that does not read is
-	// not heard either); once that input and the unsent output reach
-	// MaxBuffered together, the connection is closed the same way.
+	// not heard either); once that input reaches a quarter of the cap, or
+	// it and the unsent output reach MaxBuffered together, the connection
+	// is closed the same way.
 	// Decoding resumes at the first tick after the backlog falls under a
 	// quarter of the cap. So that the backlog waits where the cap counts
 	// it, the kernel keeps at most an eighth of the cap (16 to 128 KiB)
