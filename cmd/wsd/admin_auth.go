@@ -32,6 +32,9 @@ const (
 // addAuthRoutes adds the endpoints above; g is nil with -auth off.
 func (a *admin) addAuthRoutes(g *authn) {
 	a.authn = g
+	if g != nil {
+		a.registry.MustRegister(authMetrics{g})
+	}
 	a.mux.HandleFunc("POST /api/disconnect", a.auth(a.disconnect))
 	a.mux.HandleFunc("/api/disconnect", methodNotAllowed("POST"))
 	a.mux.HandleFunc("GET /api/presence/{topic...}", a.auth(a.presence))
@@ -116,6 +119,9 @@ func (a *admin) disconnect(w http.ResponseWriter, r *http.Request) {
 		if s.c.Close(code, req.Reason) == nil {
 			closed++
 		}
+	}
+	for range closed {
+		a.authn.counts.countClose(code)
 	}
 	a.authn.log.Info("disconnected through the API", zap.String("user", req.User), zap.String("id", string(req.ID)), zap.Int("code", int(code)), zap.Int("closed", closed))
 	writeJSON(w, http.StatusOK, map[string]any{"closed": closed, "code": int(code)})

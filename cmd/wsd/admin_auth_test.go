@@ -130,6 +130,44 @@ func TestAdminAuthAPI(t *testing.T) {
 	if r := call(t, td.admin, "POST", "/api/publish", admin, `{"user":"alice","topic":"news.a","data":"x"}`); r.status != 400 {
 		t.Fatalf("user and topic: %d", r.status)
 	}
+
+	// The metrics count what happened: three authenticated, one refused
+	// with 401 and one with 403, two closes with 4005 (bob's 4100 is the
+	// API's code, not one of authentication's).
+	td.upgradeAnswer(t, "/", bearer("x.y.z"))
+	td.upgradeAnswer(t, "/?topics=billing", bearer(tokenFor("carol")))
+	waitForMetrics(t, td, []string{
+		`wsd_auth_authenticated_total 3`,
+		`wsd_auth_refused_total{status="401"} 1`,
+		`wsd_auth_refused_total{status="403"} 1`,
+		`wsd_auth_closes_total{code="4005"} 2`,
+		`wsd_auth_closes_total{code="4001"} 0`,
+		`wsd_auth_sessions 0`,
+	})
+}
+
+// waitForMetrics polls /metrics until it holds every line of want (the
+// sessions of closed connections go when their OnClose has run).
+func waitForMetrics(t *testing.T, td *testDaemon, want []string) {
+	t.Helper()
+	deadline := time.Now().Add(adminTimeout)
+	for {
+		r := call(t, td.admin, "GET", "/metrics", "", "")
+		missing := ""
+		for _, w := range want {
+			if !bytes.Contains(r.body, []byte("\n"+w+"\n")) {
+				missing = w
+				break
+			}
+		}
+		if missing == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics has no line %q:\n%s", missing, r.body)
+		}
+		time.Sleep(10 * time.Millisecond) // poll: the closes finish on the event loops
+	}
 }
 
 // TestAdminAuthOff: without -auth, users are unknown: publish to a user

@@ -53,6 +53,8 @@ type authn struct {
 	// log gets, at debug level, each authentication and refusal with the
 	// connection id and user (never a credential). newDaemon sets it.
 	log *zap.Logger
+	// counts are exported on /metrics (auth_metrics.go).
+	counts authCounts
 }
 
 // newAuthn returns the authentication of cfg, or nil with -auth off.
@@ -161,7 +163,7 @@ func (g *authn) upgrade(next func(*engine.Request) *engine.Response) func(*engin
 				return
 			}
 			if t, bad := forbiddenTopic(id, topicsOf(modeCtx)); bad {
-				p.Reject(forbidden(t))
+				p.Reject(g.forbidden(t))
 				return
 			}
 			p.Accept(&authCtx{id: id, next: modeCtx})
@@ -176,7 +178,7 @@ func (g *authn) upgrade(next func(*engine.Request) *engine.Response) func(*engin
 // accepted completes an upgrade whose identity is known now.
 func (g *authn) accepted(r *engine.Request, modeCtx any, id *auth.Identity) *engine.Response {
 	if t, bad := forbiddenTopic(id, topicsOf(modeCtx)); bad {
-		return forbidden(t)
+		return g.forbidden(t)
 	}
 	r.Context = &authCtx{id: id, next: modeCtx}
 	return nil
@@ -197,6 +199,7 @@ func (g *authn) refused(err error, reason string) *engine.Response {
 	}
 	h := http.Header{"Content-Type": {"text/plain; charset=utf-8"}}
 	status := auth.Status(err)
+	g.counts.countRefusal(status)
 	if status == http.StatusUnauthorized {
 		var ch []string
 		if g.cfg.jwt != nil {
@@ -211,7 +214,8 @@ func (g *authn) refused(err error, reason string) *engine.Response {
 }
 
 // forbidden is the 403 of a topic in the URL the user may not subscribe to.
-func forbidden(topic string) *engine.Response {
+func (g *authn) forbidden(topic string) *engine.Response {
+	g.counts.countRefusal(http.StatusForbidden)
 	return &engine.Response{Status: http.StatusForbidden, Header: http.Header{"Content-Type": {"text/plain; charset=utf-8"}},
 		Body: []byte("not allowed to subscribe to " + quoteTopic(topic) + "\n")}
 }
@@ -261,6 +265,7 @@ func (h *authHandler) start(s *session, id *auth.Identity) {
 		return
 	}
 	g.setIdentity(s, id)
+	g.counts.authenticated.Add(1)
 	s.opened = true
 	if ce := g.log.Check(zap.DebugLevel, "authenticated"); ce != nil {
 		ce.Write(zap.Uint64("id", c.ID()), zap.String("user", id.Sub))
@@ -422,6 +427,9 @@ func (h *authHandler) verified(s *session, id *auth.Identity, err error, refresh
 	op := "refreshed"
 	if !refresh {
 		op = "authenticated"
+		g.counts.authenticated.Add(1)
+	} else {
+		g.counts.refreshed.Add(1)
 	}
 	g.sendJSON(c, h.identityReply(op, s, id))
 }
@@ -481,6 +489,7 @@ func (d *authDeadline) Run(*engine.Loop) {
 		// refreshed meanwhile
 	case s.expired == 0:
 		s.expired = now
+		g.counts.expired.Add(1)
 		g.sendJSON(c, struct {
 			Op    string `json:"op"`
 			Grace int64  `json:"grace"`
@@ -632,5 +641,6 @@ func (g *authn) closeConn(c *engine.Conn, code codec.StatusCode, reason string) 
 		}
 		ce.Write(zap.Uint64("id", c.ID()), zap.String("user", user), zap.Int("code", int(code)), zap.String("reason", reason))
 	}
+	g.counts.countClose(code)
 	c.CloseNow(code, reason)
 }
