@@ -26,6 +26,21 @@ import (
 //     cap for it (MaxBuffered, 1 MiB by default);
 //   - the echo clients lose nothing, and their p99 round trip during the
 //     flood stays under 50 ms;
+//   - both times for a daemon that gets a CPU whenever it is ready to
+//     run. On a machine that other processes keep busy, the daemon's
+//     threads wait for a CPU (the kernel counts it: schedstat), and every
+//     answer waits with them: the time bounds are stretched by the
+//     daemon's run time plus that wait, over its run time
+//     (schedTimes.stretch), at most maxStretch times. Measured over 10
+//     runs while other test runs kept the 2 CPUs busy (load average 4 to
+//     6), the daemon waited 5 to 11 ms for a CPU per ms it ran during the
+//     flood (stretch 5.7 to 11.4); the p99 was 62-217 ms (bounds 285-570
+//     ms), the slowest close 169-430 ms after the cap, the RSS growth
+//     11-30 MiB. The engine then spent 110-135 ms of CPU on the flood;
+//     before it bounded the kernel's unsent bytes it spent 440-640 ms,
+//     decoding 2.7 million messages instead of 0.5, and the p99 was
+//     29-101 ms with the machine nearly idle, 87-190 ms at a load average
+//     of 5 to 6;
 //   - afterwards the daemon's Go heap is back within 10% of where it was,
 //     and the daemon still serves new clients.
 //
@@ -49,14 +64,12 @@ func TestFloodEcho(t *testing.T) {
 		maxGrowth    = 64 << 20              // RSS
 		maxDelay     = time.Second           // from passing the cap to the close
 		// maxP99 bounds the well-behaved clients' p99 round trip while the
-		// flooders are being closed. The goal is 50 ms; measured here the
-		// median stays at 7-16 ms but the p99 is 100-410 ms: one stall of
-		// the daemon of a few hundred milliseconds, felt by every client at
-		// once, while the 50 flooders' connections (each with megabytes in
-		// the kernel's buffers) are closed. Until that stall is found and
-		// removed, the test holds the line at 500 ms so that it gets no
-		// worse, and logs the figure.
-		maxP99      = 500 * time.Millisecond
+		// flooders are being closed: the 50 ms. Both time bounds
+		// hold for a daemon that gets a CPU when it is ready to run; on a
+		// machine that other processes keep busy they are stretched by the
+		// share of the CPU the daemon got (schedTimes.stretch).
+		maxP99      = 50 * time.Millisecond
+		maxStretch  = 20               // the most the bounds are stretched: a p99 of 1 s
 		rssWait     = 5 * time.Second  // how long RSS is followed after a collection
 		reclaimWait = 10 * time.Second // the engine gives memory back 3 s after the last limit close, on a tick
 		sample      = 100 * time.Millisecond
@@ -89,6 +102,7 @@ func TestFloodEcho(t *testing.T) {
 	// The flood, with RSS sampled every 100 ms until the flooders report
 	// (each closed, or failed at floodTimeout); the echo clients run as
 	// long.
+	sched0 := d.sched(t)
 	start := time.Now()
 	echo.send("run")
 	flood.send("run")
@@ -120,6 +134,11 @@ func TestFloodEcho(t *testing.T) {
 		}
 	}
 	floodTime := time.Since(start)
+	cpu := d.sched(t).sub(sched0)
+	stretch := min(cpu.stretch(), maxStretch)
+	t.Logf("the daemon's threads ran %v during the flood and waited %v for a CPU that other processes had: its time bounds are stretched %.1f times",
+		cpu.ran.Round(time.Millisecond), cpu.waited.Round(time.Millisecond), stretch)
+	closeBound, p99Bound := stretched(maxDelay, stretch), stretched(maxP99, stretch)
 	t.Logf("RSS before the flood %s, peak %s (+%s, %v after the start); the flood took %v",
 		mib(rssBefore), mib(rssPeak), mib(rssPeak-rssBefore), peakAt.Round(time.Millisecond), floodTime.Round(time.Millisecond))
 	if growth := rssPeak - rssBefore; growth >= maxGrowth {
@@ -159,15 +178,15 @@ func TestFloodEcho(t *testing.T) {
 	if n := len(delays); n > 0 {
 		t.Logf("flood: %d flooders wrote %s; closed after the server passed its cap: p50 %v, p90 %v, max %v",
 			n, mib(written), delays[n/2].Round(time.Millisecond), delays[n*9/10].Round(time.Millisecond), delays[n-1].Round(time.Millisecond))
-		if delays[n-1] > maxDelay {
-			t.Errorf("a flooder was closed %v after the server passed its cap, want at most %v", delays[n-1], maxDelay)
+		if delays[n-1] > closeBound {
+			t.Errorf("a flooder was closed %v after the server passed its cap, want at most %v (%v stretched %.1f times)", delays[n-1], closeBound, maxDelay, stretch)
 		}
 	}
 	if got := int(d.metrics(t)[closed1008] - closesBefore); got != closed {
 		t.Errorf("the daemon counts %d closes with 1008 (the backpressure limit), the flooders saw %d closes", got, closed)
 	}
 
-	// Echo clients: nothing lost, p99 under maxP99.
+	// Echo clients: nothing lost, p99 under maxP99 (stretched).
 	t.Logf("echo during the flood: %d clients, %d round trips (at least %d each): p50 %v, p99 %v, p99.9 %v, max %v",
 		er.Conns, er.RoundTrips, er.MinPerConn, er.P50.Round(time.Microsecond), er.P99.Round(time.Microsecond),
 		er.P999.Round(time.Microsecond), er.Max.Round(time.Microsecond))
@@ -177,8 +196,8 @@ func TestFloodEcho(t *testing.T) {
 	if er.Conns != echoers || er.MinPerConn < 5 {
 		t.Errorf("%d echo clients, the slowest made %d round trips: too few to measure", er.Conns, er.MinPerConn)
 	}
-	if er.P99 >= maxP99 {
-		t.Errorf("echo p99 round trip %v during the flood, want under %v", er.P99, maxP99)
+	if er.P99 >= p99Bound {
+		t.Errorf("echo p99 round trip %v during the flood, want under %v (%v stretched %.1f times)", er.P99, p99Bound, maxP99, stretch)
 	}
 
 	// Memory comes back by itself: once the limits have closed the
