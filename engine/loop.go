@@ -242,6 +242,17 @@ func (l *Loop) onTimer(c *Conn, now int64) {
 			}
 			return
 		}
+		if c.state == stateClosing && c.closeRemote {
+			// The peer's close was answered while output was still
+			// queued (readFrames): close once it has all left, looking
+			// every tick.
+			if c.gc.OutboundBuffered() == 0 {
+				c.closeNow()
+				return
+			}
+			l.wheel.schedule(c, min(c.deadline, now+l.e.tickEvery))
+			return
+		}
 		l.wheel.schedule(c, c.deadline)
 	case stateOpen:
 		if o.IdleTimeout > 0 && now-c.lastRead >= int64(o.IdleTimeout) {

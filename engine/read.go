@@ -54,6 +54,20 @@ func (l *Loop) readFrames(c *Conn) gnet.Action {
 		}
 		return gnet.None
 	case err == errCloseNow:
+		if c.gc.OutboundBuffered() > 0 {
+			// gnet's close writes what the socket takes now and drops the
+			// rest, the close frame included: let it leave first. The
+			// connection lingers, and closes when the peer does, when
+			// the timer finds the output gone (onTimer), or at
+			// CloseTimeout.
+			if c.state == stateOpen {
+				c.linger(true)
+				if c.state == stateClosing && l.e.opts.CloseTimeout > 0 {
+					l.wheel.schedule(c, min(c.deadline, l.e.clock()+l.e.tickEvery))
+				}
+			}
+			return gnet.None
+		}
 		return gnet.Close
 	}
 	c.discard = true
