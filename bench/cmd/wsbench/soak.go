@@ -38,15 +38,23 @@ const (
 	soakBulkEvery   = 1500             // one well-behaved client in this many also follows bulk
 	soakDrain       = 15 * time.Second
 	soakGoroutineAt = 5 // goroutines may move this many either way, whatever the tolerance
+	// soakMemWindow is the span whose median memory is judged (flatness):
+	// each second's sample also holds the buffers of the abusers that are
+	// at their caps just then (1 MiB each, up to 2 in gnet's power-of-two
+	// buffers) and whatever garbage Go has not yet collected.
+	soakMemWindow = time.Minute
 )
 
 // soakFill is the most a non-reading client's server socket takes before
-// wsd has a backlog: the kernel grows a socket's send buffer up to
-// net.ipv4.tcp_wmem's maximum (4 MiB by default), which on loopback, with
-// its 64 KiB segments, it does even towards a peer that reads nothing;
-// then wsd's own cap (-max-buffered, 1 MiB) fills, and only then do frames
-// wait in wsd. At the bulk rate that takes about 8 s.
-const soakFill = (4<<20 + 1<<20) / (soakBulkSize * soakBulkRate) * time.Second
+// wsd has a backlog, and the time to fill it and wsd's cap at the bulk
+// rate: wsd lets the kernel keep at most 128 KiB unsent per connection
+// (TCP_NOTSENT_LOWAT, an eighth of -max-buffered), and the client's
+// receive buffer takes about as much more; then wsd's own cap
+// (-max-buffered, 1 MiB) fills, and only then do frames wait in wsd. At the
+// bulk rate that takes about 2 s. (Before wsd set TCP_NOTSENT_LOWAT, the
+// kernel grew the socket's send buffer to tcp_wmem's maximum, 4 MiB, and
+// filling took 8 s.)
+const soakFill = (256<<10 + 1<<20) / (soakBulkSize * soakBulkRate) * time.Second
 
 // soakCycle is the abusers' schedule: each abuse's slot. A slot is longer
 // than the time the server is given to act (soakBounds), so that an
@@ -118,7 +126,7 @@ type SoakRun struct {
 type SoakSample struct {
 	T          float64           `json:"t"`      // seconds since the start
 	RSS        int64             `json:"rss"`    // 0: not read
-	Heap       int64             `json:"heap"`   // Go heap after a forced GC; -1: not read (so for the figures of /metrics)
+	Heap       int64             `json:"heap"`   // Go heap after two forced GCs; -1: not read (so for the figures of /metrics)
 	Unsent     int64             `json:"unsent"` // wsd_unsent_bytes: bytes waiting to be sent (and of partly received messages)
 	Goroutines int               `json:"goroutines"`
 	Conns      int               `json:"conns"`
@@ -140,6 +148,12 @@ type Flatness struct {
 	Hi     float64 `json:"hi"`    // (max-median)/median
 	Trend  float64 `json:"trend"` // least-squares slope, per minute, relative to the median
 	Slack  float64 `json:"slack"` // the absolute deviation allowed
+	// Window, when not 0, is the length in seconds of the spans whose
+	// medians are judged instead of each sample; WinLo and WinHi are the
+	// lowest and highest of those medians, relative to the median.
+	Window float64 `json:"window,omitempty"`
+	WinLo  float64 `json:"window_lo,omitempty"`
+	WinHi  float64 `json:"window_hi,omitempty"`
 	OK     bool    `json:"ok"`
 }
 
@@ -148,8 +162,11 @@ const minJudged = 10
 
 // flatness judges vals (taken at times ts, seconds) after warmup seconds:
 // every value must lie within ±tol of their median, or within ±floor of
-// it when that is wider.
-func flatness(ts, vals []float64, warmup, tol, floor float64) Flatness {
+// it when that is wider. With a window (seconds) it is the median of each
+// whole window from the warm-up on that must: what a leak or a drift
+// moves, and what the moment of one sample in a GC cycle, or a few
+// abusers more or less holding their caps, does not.
+func flatness(ts, vals []float64, warmup, tol, floor, window float64) Flatness {
 	var xs, ys []float64
 	for i, t := range ts {
 		if t >= warmup {
@@ -167,7 +184,40 @@ func flatness(ts, vals []float64, warmup, tol, floor float64) Flatness {
 	}
 	f.Slack = math.Max(tol*math.Abs(med), floor)
 	f.OK = med-lo <= f.Slack && hi-med <= f.Slack
+	if meds := windowMedians(xs, ys, warmup, window); len(meds) > 0 {
+		_, wlo, whi := Median(meds)
+		f.Window = window
+		if med != 0 {
+			f.WinLo, f.WinHi = (wlo-med)/med, (whi-med)/med
+		}
+		f.OK = med-wlo <= f.Slack && whi-med <= f.Slack
+	}
 	return f
+}
+
+// windowMedians returns the median of ys in each whole window of window
+// seconds of xs from start on (none without a window, or with less than
+// two whole windows).
+func windowMedians(xs, ys []float64, start, window float64) []float64 {
+	if window <= 0 {
+		return nil
+	}
+	var meds, cur []float64
+	end := start + window
+	for i, x := range xs {
+		for x >= end {
+			if len(cur) > 0 {
+				m, _, _ := Median(cur)
+				meds = append(meds, m)
+			}
+			cur, end = cur[:0], end+window
+		}
+		cur = append(cur, ys[i])
+	}
+	if len(meds) < 2 {
+		return nil
+	}
+	return meds
 }
 
 // slope is the least-squares slope of ys over xs.
@@ -494,17 +544,22 @@ func judge(r *SoakRun) {
 	positive := func(v float64) bool { return v > 0 }
 	notNegative := func(v float64) bool { return v >= 0 }
 	ts, vals := series(func(s SoakSample) float64 { return float64(s.RSS) }, positive)
-	r.RSS = flatness(ts, vals, r.MemWarmS, r.Tolerance, 0)
+	r.RSS = flatness(ts, vals, r.MemWarmS, r.Tolerance, 0, soakMemWindow.Seconds())
 	ts, vals = series(func(s SoakSample) float64 { return float64(s.Heap) }, notNegative)
-	r.Heap = flatness(ts, vals, r.MemWarmS, r.Tolerance, 0)
+	r.Heap = flatness(ts, vals, r.MemWarmS, r.Tolerance, 0, soakMemWindow.Seconds())
 	ts, vals = series(func(s SoakSample) float64 { return float64(s.Goroutines) }, notNegative)
-	r.Goroutines = flatness(ts, vals, r.WarmupS, r.Tolerance, soakGoroutineAt)
+	r.Goroutines = flatness(ts, vals, r.WarmupS, r.Tolerance, soakGoroutineAt, 0)
 	for _, f := range []struct {
 		name string
 		f    Flatness
 		unit func(float64) string
 	}{{"server RSS", r.RSS, mib}, {"Go heap", r.Heap, mib}, {"goroutines", r.Goroutines, count}} {
-		if !f.f.OK {
+		switch {
+		case f.f.OK:
+		case f.f.Window > 0:
+			fail("%s not flat after the warm-up: the medians of each %.0f s from %+.1f%% to %+.1f%% of the median %s (allowed ±%s)",
+				f.name, f.f.Window, 100*f.f.WinLo, 100*f.f.WinHi, f.unit(f.f.Median), f.unit(f.f.Slack))
+		default:
 			fail("%s not flat after the warm-up: %s to %s around a median of %s (%+.1f%% to %+.1f%%; allowed ±%s)",
 				f.name, f.unit(f.f.Min), f.unit(f.f.Max), f.unit(f.f.Median), 100*f.f.Lo, 100*f.f.Hi, f.unit(f.f.Slack))
 		}
@@ -603,8 +658,8 @@ func publish(url string, stop <-chan struct{}, topic string, rate float64, size 
 	}
 }
 
-// sample reads the server once a second until stop: RSS, Go heap after a
-// forced GC, goroutines and connections from /metrics; CPU from cpus (the
+// sample reads the server once a second until stop: RSS, Go heap after
+// two forced GCs, goroutines and connections from /metrics; CPU from cpus (the
 // CPU seconds of the server, of the load generators, and of the whole
 // machine); and, from the clients, what progress returns.
 func sample(srv *server, stop <-chan struct{}, t0 time.Time, cpus func() [3]float64, progress func() (map[string]uint64, uint64)) []SoakSample {
@@ -618,8 +673,10 @@ func sample(srv *server, stop <-chan struct{}, t0 time.Time, cpus func() [3]floa
 			return out
 		case <-tick.C:
 		}
-		s := SoakSample{T: time.Since(t0).Seconds(), RSS: srv.rss(), Heap: srv.heap()}
-		s.Goroutines, s.Conns, s.Unsent = -1, -1, -1 // when /metrics does not answer
+		rss := srv.rss()
+		_ = srv.heap()                                                           // a first collection only moves sync.Pool contents aside (gnet's buffers of the connections closed since the last sample):
+		s := SoakSample{T: time.Since(t0).Seconds(), RSS: rss, Heap: srv.heap()} // after the second, the heap is what the server holds
+		s.Goroutines, s.Conns, s.Unsent = -1, -1, -1                             // when /metrics does not answer
 		if m := scrape(srv.debug); len(m) > 0 {
 			s.Goroutines, s.Conns, s.Unsent = int(m["go_goroutines"]), int(m["wsd_connections"]), int64(m["wsd_unsent_bytes"])
 		}

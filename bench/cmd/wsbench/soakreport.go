@@ -24,8 +24,10 @@ func soakReport(meta map[string]any, r SoakRun, charts []string) string {
 		"wsd %v: `%s`. CPU over the run, in shares of one core: wsd %.0f%%, load generators %.0f%%, other processes on the machine %.0f%%.\n\n",
 		thousands(r.Good), r.Rooms, r.RoomSize, r.Abusers, r.Workers, meta["wsd"], strings.Join(r.ServerCmd, " "), 100*r.ServerCPU, 100*r.ClientCPU, 100*r.OtherCPU)
 	fmt.Fprintf(&b, "Samples once a second. Goroutines are judged after the first %.0f%% of the run (%s); memory after %s: that, and at least one whole abuse cycle, "+
-		"since the abusers' memory only reaches its steady level once each has been through every abuse. Judged: every sample within ±%.0f%% of the median of the judged samples (goroutines: or ±%d).\n\n",
-		100*r.WarmupS/max(r.DurationS, 1), seconds(r.WarmupS), seconds(r.MemWarmS), 100*r.Tolerance, soakGoroutineAt)
+		"since the abusers' memory only reaches its steady level once each has been through every abuse. Judged: memory, the median of each %s within ±%.0f%% of the median of the judged samples "+
+		"(each second's sample also holds the buffers of the abusers at their caps just then, and the garbage of the current GC cycle: its range is shown); goroutines, every sample within ±%.0f%% or ±%d. "+
+		"The Go heap is read after two forced collections, so that sync.Pool contents (gnet's buffers of connections closed since the last sample) are not counted as held.\n\n",
+		100*r.WarmupS/max(r.DurationS, 1), seconds(r.WarmupS), seconds(r.MemWarmS), seconds(soakMemWindow.Seconds()), 100*r.Tolerance, 100*r.Tolerance, soakGoroutineAt)
 	if len(r.Failures) > 0 {
 		b.WriteString("Failed checks:\n\n")
 		for _, f := range r.Failures {
@@ -40,7 +42,7 @@ func soakReport(meta map[string]any, r SoakRun, charts []string) string {
 	fmt.Fprintf(&b, "| room publishes answered | %s of %s | %s |\n", thousands(int(r.Acks)), thousands(int(r.Published)), okIf(r.Acks == r.Published))
 	fmt.Fprintf(&b, "| well-behaved connections closed by the server | %d | %s |\n", r.Closed, okIf(r.Closed == 0))
 	fmt.Fprintf(&b, "| server RSS after %s | %s | %s |\n", seconds(r.MemWarmS), flatCell(r.RSS, mib), flatOK(r.RSS))
-	fmt.Fprintf(&b, "| Go heap after GC, after %s | %s | %s |\n", seconds(r.MemWarmS), flatCell(r.Heap, mib), flatOK(r.Heap))
+	fmt.Fprintf(&b, "| Go heap after two GCs, after %s | %s | %s |\n", seconds(r.MemWarmS), flatCell(r.Heap, mib), flatOK(r.Heap))
 	fmt.Fprintf(&b, "| goroutines after %s | %s | %s |\n", seconds(r.WarmupS), flatCell(r.Goroutines, count), flatOK(r.Goroutines))
 	var attempts, unexpected uint64
 	for _, row := range r.AbuseRows {
@@ -126,6 +128,10 @@ func flatOK(f Flatness) string {
 func flatCell(f Flatness, unit func(float64) string) string {
 	if !f.Judged {
 		return fmt.Sprintf("the run is too short: fewer than %d samples after the warm-up", minJudged)
+	}
+	if f.Window > 0 {
+		return fmt.Sprintf("each %.0f s: median %+.1f%% to %+.1f%% of %s (allowed ±%s); each second: %s to %s (%+.1f%% / %+.1f%%); trend %+.2f%%/min",
+			f.Window, 100*f.WinLo, 100*f.WinHi, unit(f.Median), unit(f.Slack), unit(f.Min), unit(f.Max), 100*f.Lo, 100*f.Hi, 100*f.Trend)
 	}
 	return fmt.Sprintf("%s to %s, median %s (%+.1f%% / %+.1f%%, allowed ±%s), trend %+.2f%%/min",
 		unit(f.Min), unit(f.Max), unit(f.Median), 100*f.Lo, 100*f.Hi, unit(f.Slack), 100*f.Trend)
@@ -222,7 +228,7 @@ func soakCharts(r SoakRun, dir string) ([]string, error) {
 	charts := []chart{
 		{"soak-memory.png", "wsd memory under the soak", "MiB", r.MemWarmS / 60, []line{
 			{"RSS", minutes(func(s SoakSample) float64 { return mibOf(s.RSS, s.RSS > 0) }), toMiB(r.RSS)},
-			{"Go heap after GC", minutes(func(s SoakSample) float64 { return mibOf(s.Heap, s.Heap >= 0) }), toMiB(r.Heap)},
+			{"Go heap after two GCs", minutes(func(s SoakSample) float64 { return mibOf(s.Heap, s.Heap >= 0) }), toMiB(r.Heap)},
 			{"unsent bytes (wsd_unsent_bytes)", minutes(func(s SoakSample) float64 { return mibOf(s.Unsent, s.Unsent >= 0) }), nil},
 		}},
 		{"soak-goroutines.png", "wsd goroutines under the soak", "goroutines", r.WarmupS / 60, []line{
