@@ -27,9 +27,10 @@ import (
 // (Options.HandshakeTimeout, or DefaultHandshakeTimeout when that is off)
 // is answered 503 and closed.
 //
-// A pending upgrade costs one Pending (about 64 bytes) and the connExtra
-// the connection may already have; the upgrades OnUpgrade answers at once
-// pay nothing for this.
+// A pending upgrade costs one Pending (a 48-byte allocation) and a
+// connExtra (96 bytes) unless the connection has one already (wss does);
+// the field it takes in connExtra keeps that in the same size class. The
+// upgrades OnUpgrade answers at once pay nothing for this.
 
 // Pending is an upgrade whose answer OnUpgrade deferred with Request.Defer.
 // Exactly one of Accept and Reject takes effect, the first called; later
