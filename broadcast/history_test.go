@@ -48,8 +48,9 @@ func parseEnv(p []byte) (envMsg, error) {
 // resumeServer is a hub whose connections subscribe by sending
 // "sub TOPIC [OFFSET EPOCH] [env]" (SubscribeSince, and SetEnvelope with
 // env) and get "ack RECOVERED OFFSET EPOCH REPLAYED" back, as a push
-// daemon's clients would.
-func resumeServer(t *testing.T, pol broadcast.HistoryPolicy, loops int) (*broadcast.Hub, string, *clock) {
+// daemon's clients would, and unsubscribe with "unsub TOPIC" (answered
+// "unsubscribed").
+func resumeServer(t testing.TB, pol broadcast.HistoryPolicy, loops int) (*broadcast.Hub, string, *clock) {
 	t.Helper()
 	clk := &clock{}
 	clk.t.Store(time.Now().UnixNano())
@@ -67,6 +68,11 @@ func resumeServer(t *testing.T, pol broadcast.HistoryPolicy, loops int) (*broadc
 		loops: loops,
 		onMessage: func(hub *broadcast.Hub, c *engine.Conn, _ codec.OpCode, p []byte) {
 			f := strings.Fields(string(p))
+			if len(f) == 2 && f[0] == "unsub" {
+				hub.Unsubscribe(c, f[1])
+				_ = c.Write(codec.OpText, []byte("unsubscribed"))
+				return
+			}
 			if len(f) < 2 || f[0] != "sub" {
 				return
 			}
