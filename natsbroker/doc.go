@@ -38,6 +38,10 @@
 //	wsd.presence      heartbeats and presence counts of every node
 //	wsd.ctl.topics    cluster-wide topic queries (request and replies)
 //	wsd.n.<token>     direct sends to the node whose id is escaped in token
+//	wsd.s.t.<token>   publications to a topic with history (Options.History),
+//	                  stored by the JetStream stream WSD_HISTORY
+//	wsd.r.t.<token>   what the stream republishes of them, with their
+//	                  sequence and the previous one on the subject (history.go)
 //
 // A node subscribes to a topic's subject only while it has subscribers of
 // the topic: the hub says so through Interest (first subscriber in, last
@@ -60,6 +64,14 @@
 //     reaches NATS, Status().Reconnects how often the connection came back.
 //     With the embedded server the node always reaches its own server:
 //     Stats().Routes says how many other servers it reaches.
+//   - NATS has no flow control: publications that come faster than a node
+//     takes them in pile up in its NATS server (up to Options.MaxPending
+//     with the embedded server) and in its receive buffer
+//     (Options.ReceiveBuffer). Past either, NATS drops them as from a
+//     slow consumer; the node counts it in Stats().SlowConsumer, notes
+//     its time in Stats().LastSlowConsumer and logs it (at most one line
+//     per 10 s). The server's closing of the connection is recognised
+//     with the embedded server only; with URLs it shows as a reconnection.
 //
 // Order: the messages published through one node reach every subscriber,
 // on every node, in the order they were published (NATS keeps the order of
