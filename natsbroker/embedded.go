@@ -18,8 +18,12 @@ func startServer(o *Options, node string, log *zap.Logger) (*server.Server, erro
 		ServerName: node,
 		NoSigs:     true,
 		MaxPayload: int32(o.MaxPayload),
-		JetStream:  o.History != nil, // history.go
-		StoreDir:   o.HistoryDir,
+		// The node's own connection is one of the server's clients: see
+		// Options.MaxPending and slow.go.
+		MaxPending:    o.MaxPending,
+		WriteDeadline: o.WriteDeadline,
+		JetStream:     o.History != nil, // history.go
+		StoreDir:      o.HistoryDir,
 	}
 	switch {
 	case o.ClientListen != "":

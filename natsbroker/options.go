@@ -74,6 +74,20 @@ type Options struct {
 	// default, 1 MiB; at most 64 MiB. A larger publish fails (not with
 	// ErrBrokerUnavailable). With URLs the servers' max_payload applies.
 	MaxPayload int
+	// MaxPending is the most bytes the embedded server queues for one of
+	// its clients, this node's own connection among them: past it, the
+	// server closes the connection as a slow consumer and what it queued
+	// is lost (see Stats.SlowConsumer). A node that takes publications in
+	// more slowly than they come (a publisher on another node outrunning
+	// it) loses nothing as long as the backlog fits. 0 means
+	// DefaultMaxPending; at least MaxPayload (1 MiB by default). With
+	// URLs the servers' max_pending applies.
+	MaxPending int64
+	// WriteDeadline is how long the embedded server waits for one write to
+	// a client, this node's connection among them, before it closes it as
+	// a slow consumer. 0 means DefaultWriteDeadline. With URLs the
+	// servers' write_deadline applies.
+	WriteDeadline time.Duration
 
 	// ReconnectWait is the pause between reconnection attempts; nats.go
 	// retries forever and subscribes again to everything on reconnection.
@@ -88,8 +102,9 @@ type Options struct {
 	RequestTimeout time.Duration
 	// ReceiveBuffer is how many received publications may wait for the
 	// hub. Past it nats.go drops them (counted in Stats.SlowConsumer). The
-	// hub takes each in microseconds, so only a stalled process fills it.
-	// 0 means DefaultReceiveBuffer.
+	// hub takes each in microseconds without ever blocking (a loop that is
+	// too far behind skips it: broadcast.Options.MaxQueued), so only a
+	// stalled process fills it. 0 means DefaultReceiveBuffer.
 	ReceiveBuffer int
 
 	// HeartbeatInterval is how often the node announces itself and its
@@ -131,6 +146,8 @@ const (
 	DefaultPingInterval      = 5 * time.Second
 	DefaultRequestTimeout    = 2 * time.Second
 	DefaultReceiveBuffer     = 1 << 16
+	DefaultMaxPending        = 256 << 20 // four times nats-server's default
+	DefaultWriteDeadline     = 30 * time.Second
 	DefaultHeartbeatInterval = 2 * time.Second
 	DefaultGatherTimeout     = 500 * time.Millisecond
 )
@@ -164,6 +181,14 @@ func (o Options) withDefaults() (Options, error) {
 	if o.ReceiveBuffer == 0 {
 		o.ReceiveBuffer = DefaultReceiveBuffer
 	}
+	if len(o.URLs) == 0 {
+		if o.MaxPending == 0 {
+			o.MaxPending = DefaultMaxPending // above the largest MaxPayload
+		}
+		if o.WriteDeadline == 0 {
+			o.WriteDeadline = DefaultWriteDeadline
+		}
+	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
@@ -192,8 +217,8 @@ func (o *Options) validate() error {
 	}
 	if len(o.URLs) > 0 {
 		switch {
-		case o.Listen != "", len(o.Routes) > 0, o.ClientListen != "", o.ClusterName != "", o.MaxPayload != 0:
-			return errors.New("natsbroker: URLs join an existing NATS deployment; Listen, Routes, ClientListen, ClusterName and MaxPayload are for the embedded server")
+		case o.Listen != "", len(o.Routes) > 0, o.ClientListen != "", o.ClusterName != "", o.MaxPayload != 0, o.MaxPending != 0, o.WriteDeadline != 0:
+			return errors.New("natsbroker: URLs join an existing NATS deployment; Listen, Routes, ClientListen, ClusterName, MaxPayload, MaxPending and WriteDeadline are for the embedded server")
 		}
 		for _, u := range o.URLs {
 			if strings.TrimSpace(u) == "" || strings.Contains(u, ",") {
@@ -228,6 +253,16 @@ func (o *Options) validate() error {
 	}
 	if o.MaxPayload < 0 || o.MaxPayload > 64<<20 {
 		return fmt.Errorf("natsbroker: MaxPayload %d is not between 0 and 64 MiB", o.MaxPayload)
+	}
+	payload := int64(o.MaxPayload)
+	if payload == 0 {
+		payload = 1 << 20 // NATS's default
+	}
+	if o.MaxPending < payload {
+		return fmt.Errorf("natsbroker: MaxPending %d is below the largest message, MaxPayload (%d)", o.MaxPending, payload)
+	}
+	if o.WriteDeadline < 0 {
+		return fmt.Errorf("natsbroker: WriteDeadline %v is negative", o.WriteDeadline)
 	}
 	if strings.ContainsAny(o.ClusterName, " \t\r\n") {
 		return fmt.Errorf("natsbroker: ClusterName %q contains whitespace", o.ClusterName)
