@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -31,7 +32,10 @@ func TestAuthBcryptOffLoop(t *testing.T) {
 	if err := os.WriteFile(file, []byte("alice:"+string(hash)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	td := startWSD(t, "-mode", "push", "-event-loops", "1", "-auth", "required", "-auth-basic-file", file, "-auth-check-workers", "1")
+	// The checks wait in line for one worker: on a loaded machine, under
+	// the race detector, the last can take tens of seconds, and the upgrade
+	// deadline and the clients' must not end it first.
+	td := startWSD(t, "-mode", "push", "-event-loops", "1", "-auth", "required", "-auth-basic-file", file, "-auth-check-workers", "1", "-handshake-timeout", "3m")
 	basic := func(pass string) http.Header {
 		return http.Header{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte("alice:"+pass))}}
 	}
@@ -42,7 +46,13 @@ func TestAuthBcryptOffLoop(t *testing.T) {
 	statuses := make([]int, logins)
 	for i := range logins {
 		wg.Go(func() {
-			statuses[i], _ = td.upgradeAnswer(t, "/", basic("wrong"+string(rune('a'+i))))
+			d := websocket.Dialer{HandshakeTimeout: 3 * time.Minute}
+			_, resp, err := d.Dial("ws://"+td.addr+"/", basic("wrong"+string(rune('a'+i))))
+			if resp != nil {
+				statuses[i] = resp.StatusCode
+			} else {
+				t.Errorf("login %d: %v", i, err)
+			}
 		})
 	}
 	done := make(chan struct{})
