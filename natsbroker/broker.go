@@ -45,8 +45,9 @@ type Broker struct {
 	iq    interestQueue
 	pr    presence
 
-	in, out, errs, reconnects          atomic.Int64
-	delivered, dups, malformed, slowCs atomic.Int64
+	in, out, errs, reconnects  atomic.Int64
+	delivered, dups, malformed atomic.Int64
+	slow                       slowWatch // slow consumers (slow.go)
 
 	closeMu sync.Mutex
 	closed  bool
@@ -136,9 +137,10 @@ func New(o Options) (*Broker, error) {
 		b.stopServer()
 		return nil, err
 	}
-	b.wg.Add(2)
+	b.wg.Add(3)
 	go b.applyInterest()
 	go b.runPresence()
+	go b.watchSlow()
 	return b, nil
 }
 
@@ -455,14 +457,22 @@ func (b *Broker) Status() broadcast.BrokerStatus {
 // Stats are a Broker's state and counters, for metrics.
 type Stats struct {
 	broadcast.BrokerStatus
-	Delivered     int64 // publications handed to the hub
-	Duplicates    int64 // extra copies of multi-topic publications dropped
-	Malformed     int64 // messages of wsd's subjects that could not be read
-	SlowConsumer  int64 // times received publications were dropped because ReceiveBuffer was full
-	Subscriptions int   // topic subjects subscribed to
-	Pending       int   // Interest changes not yet applied
-	Nodes         int   // live nodes, this one included (heartbeats)
-	Routes        int   // embedded server: other servers it has routes to (0 without a cluster)
+	Delivered  int64 // publications handed to the hub
+	Duplicates int64 // extra copies of multi-topic publications dropped
+	Malformed  int64 // messages of wsd's subjects that could not be read
+	// SlowConsumer counts the times NATS dropped publications on their way
+	// to this node because it did not take them in fast enough (slow.go):
+	// runs of drops by nats.go (ReceiveBuffer full), and connections the
+	// embedded server closed as slow consumers (SlowConsumerServer of
+	// them). With URLs a server's closing shows only as a reconnection.
+	SlowConsumer       int64
+	SlowConsumerServer int64
+	// LastSlowConsumer is the time of the latest of them (zero: none).
+	LastSlowConsumer time.Time
+	Subscriptions    int // topic subjects subscribed to
+	Pending          int // Interest changes not yet applied
+	Nodes            int // live nodes, this one included (heartbeats)
+	Routes           int // embedded server: other servers it has routes to (0 without a cluster)
 }
 
 // Stats returns the current state. Any goroutine.
@@ -472,9 +482,11 @@ func (b *Broker) Stats() Stats {
 		Delivered:    b.delivered.Load(),
 		Duplicates:   b.dups.Load(),
 		Malformed:    b.malformed.Load(),
-		SlowConsumer: b.slowCs.Load(),
 		Nodes:        len(b.Nodes()),
 	}
+	server := b.slow.server.Load()
+	s.SlowConsumer, s.SlowConsumerServer = b.slow.client.Load()+server, server
+	s.LastSlowConsumer = b.slow.lastSlow()
 	s.Subscriptions, s.Pending = b.iq.counts()
 	if b.srv != nil {
 		s.Routes = b.srv.NumRemotes()
@@ -550,9 +562,13 @@ func (b *Broker) stopServer() {
 
 func (b *Broker) onDisconnect(_ *nats.Conn, err error) {
 	b.nextEpoch()
-	if !b.isClosed() {
-		b.log.Warn("natsbroker: connection to NATS lost", zap.Error(err))
+	if b.isClosed() {
+		return
 	}
+	if b.checkServerSlow() {
+		err = errors.New("closed by the embedded NATS server as a slow consumer")
+	}
+	b.log.Warn("natsbroker: connection to NATS lost", zap.Error(err))
 }
 
 func (b *Broker) onReconnect(nc *nats.Conn) {
@@ -560,17 +576,6 @@ func (b *Broker) onReconnect(nc *nats.Conn) {
 	b.reconnects.Add(1)
 	b.historyReconnected()
 	b.log.Info("natsbroker: connection to NATS re-established", zap.String("server", nc.ConnectedUrlRedacted()))
-}
-
-func (b *Broker) onAsyncError(_ *nats.Conn, sub *nats.Subscription, err error) {
-	if errors.Is(err, nats.ErrSlowConsumer) {
-		b.slowCs.Add(1)
-	}
-	subject := ""
-	if sub != nil {
-		subject = sub.Subject
-	}
-	b.log.Warn("natsbroker: NATS error", zap.String("subject", subject), zap.Error(err))
 }
 
 func randomUint64() uint64 {

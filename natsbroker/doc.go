@@ -64,6 +64,14 @@
 //     reaches NATS, Status().Reconnects how often the connection came back.
 //     With the embedded server the node always reaches its own server:
 //     Stats().Routes says how many other servers it reaches.
+//   - NATS has no flow control: publications that come faster than a node
+//     takes them in pile up in its NATS server (up to Options.MaxPending
+//     with the embedded server) and in its receive buffer
+//     (Options.ReceiveBuffer). Past either, NATS drops them as from a
+//     slow consumer; the node counts it in Stats().SlowConsumer, notes
+//     its time in Stats().LastSlowConsumer and logs it (at most one line
+//     per 10 s). The server's closing of the connection is recognised
+//     with the embedded server only; with URLs it shows as a reconnection.
 //
 // Order: the messages published through one node reach every subscriber,
 // on every node, in the order they were published (NATS keeps the order of
