@@ -2,6 +2,7 @@ package natsbroker
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -154,6 +155,8 @@ func BenchmarkDeliver(b *testing.B) {
 	}
 }
 
+var routedMaxPending = flag.Int64("routed-max-pending", 0, "BenchmarkPublishRouted: node b's MaxPending in bytes (0: the default)")
+
 // hotWindow is the most messages the hot benchmark lets be on their way
 // to node b. Without a bound, a publisher on loopback outruns b's client:
 // its server closes the connection as a slow consumer, the client
@@ -170,34 +173,44 @@ const hotWindow = 4096
 //     them all).
 //   - hot: the same publish to b's topic, which crosses the route, until b
 //     has received every one, at most hotWindow of them on their way.
+//   - burst: the same as hot with no bound on the messages on their way:
+//     a publishes as fast as Publish takes them, and the benchmark reports
+//     the share of them b never received (lost-%), b's slow-consumer
+//     events (slow-consumers) and the rate b received them at. With
+//     -benchtime=960000x it is a burst of about 1 GiB; b loses nothing
+//     while its backlog fits in its server's Options.MaxPending.
+//
+// -routed-max-pending sets node b's Options.MaxPending.
 func BenchmarkPublishRouted(b *testing.B) {
 	na := newBroker(b, Options{Node: "a", Listen: "127.0.0.1:0"})
-	nb := newBroker(b, Options{Node: "b", Listen: "127.0.0.1:0", Routes: []string{"nats://" + na.ClusterAddr()}})
+	nb := newBroker(b, Options{Node: "b", Listen: "127.0.0.1:0", Routes: []string{"nats://" + na.ClusterAddr()}, MaxPending: *routedMaxPending})
 	na.Start(func(*broadcast.BrokerMessage) {})
-	var got, cold atomic.Int64
+	var got, cold, marks atomic.Int64
 	nb.Start(func(m *broadcast.BrokerMessage) {
-		got.Add(1)
-		if m.Topics[0] == "cold" {
+		switch {
+		case m.Topics[0] == "cold":
 			cold.Add(1)
+		case string(m.Payload) == "marker":
+			marks.Add(1)
+			return
 		}
+		got.Add(1)
 	})
 	nb.Interest("hot", true)
 	waitInterestB(b, nb)
 	marker := &broadcast.BrokerMessage{Topics: []string{"hot"}, Op: codec.OpBinary, Payload: []byte("marker"), Origin: "a"}
-	// reach publishes to hot from a until b has one more than before: then
-	// a's server knows b's interest, and every message a published before
-	// has crossed the route, if it was going to.
+	// reach publishes markers to hot from a until b has one more than
+	// before: then a's server knows b's interest, and every message a
+	// published before has crossed the route, if it was going to.
 	reach := func(b *testing.B) {
 		b.Helper()
-		n0 := got.Load()
+		n0 := marks.Load()
 		deadline := time.Now().Add(30 * time.Second)
-		for got.Load() == n0 {
+		for marks.Load() == n0 {
 			if time.Now().After(deadline) {
 				b.Fatalf("no message reached node b within 30 s (routes: a %d, b %d)", na.Stats().Routes, nb.Stats().Routes)
 			}
-			if err := na.Publish(marker); err != nil {
-				b.Fatal(err)
-			}
+			_ = na.Publish(marker) // b may be reconnecting after a burst
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
@@ -249,6 +262,26 @@ func BenchmarkPublishRouted(b *testing.B) {
 			if st := nb.Stats(); st.SlowConsumer != 0 {
 				b.Fatalf("node b dropped messages: %+v", st)
 			}
+		})
+		b.Run(fmt.Sprintf("burst/bytes=%d", size), func(b *testing.B) {
+			m := &broadcast.BrokerMessage{Topics: []string{"hot"}, Op: codec.OpBinary, Payload: make([]byte, size), Origin: "a"}
+			start, slow := got.Load(), nb.Stats()
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			var sent int64
+			t0 := time.Now()
+			for b.Loop() {
+				if na.Publish(m) == nil {
+					sent++
+				}
+			}
+			reach(b)
+			took := time.Since(t0)
+			received, st := got.Load()-start, nb.Stats()
+			b.ReportMetric(100*float64(sent-received)/float64(max(sent, 1)), "lost-%")
+			b.ReportMetric(float64(st.SlowConsumer-slow.SlowConsumer), "slow-consumers")
+			b.ReportMetric(float64(received)/took.Seconds(), "msgs/s")
+			b.Logf("sent %d of %d, received %d; node b: %+v", sent, b.N, received, st)
 		})
 	}
 }
