@@ -22,6 +22,15 @@
 // frame (counted) or closes the connection (code Options.CloseCode,
 // counted), before the engine's cap would close it.
 //
+// History: topics that Options.History names keep their last messages,
+// each at a stream position (an offset, +1 per message, in an epoch), and
+// SubscribeSince resumes a connection from a position with no gap and no
+// duplicate, or says that it cannot (Recovery.Recovered false). Options.
+// Envelope and SetEnvelope give a connection each publication wrapped with
+// its topic and position, built once per publish. A Broker that keeps
+// history (HistoryFetcher) makes every node agree on positions. Topics
+// without history cost nothing more.
+//
 // Use it by wrapping your engine.Handler with Hub.Handler, so the hub learns
 // of every connection and forgets closed ones:
 //
