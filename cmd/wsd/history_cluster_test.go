@@ -1,14 +1,21 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/wsdproject/wsd/engine"
+	"github.com/wsdproject/wsd/internal/wstest"
 )
 
 // jetStreamServer runs a NATS server with JetStream, storing in a
@@ -82,5 +89,112 @@ func TestHistoryClusterResume(t *testing.T) {
 	if len(h.Messages) != 4 || h.Epoch != last.Epoch { // the cache: what node B read and got
 		b, _ := json.Marshal(h)
 		t.Fatalf("GET /api/history on node B: %s", b)
+	}
+}
+
+// TestHistoryClusterKill: two wsd processes on a NATS server with
+// JetStream; a ?format=json client of node A follows news.eu; node A is
+// killed (SIGKILL: no goodbye); messages are published through node B's
+// API meanwhile; the client reconnects to node B with its last position
+// and gets exactly what it missed, in order, then live messages.
+func TestHistoryClusterKill(t *testing.T) {
+	s := jetStreamServer(t)
+	start := func(id string) (*wstest.Daemon, string) {
+		admin := wstest.FreeAddr(t)
+		d := wstest.StartDaemon(t, "-mode", "push", "-nats-url", s.ClientURL(), "-nats-node", id,
+			"-history", "news.*=100/10m", "-admin-addr", admin, "-log-level", "warn")
+		wstest.WaitFor(t, 30*time.Second, "node "+id+" to answer", func() bool {
+			r, err := http.Get("http://" + admin + "/healthz")
+			if err != nil {
+				return false
+			}
+			r.Body.Close()
+			return r.StatusCode == http.StatusOK
+		})
+		return d, admin
+	}
+	a, _ := start("a")
+	b, bAdmin := start("b")
+	publish := func(data string) {
+		t.Helper()
+		body, _ := json.Marshal(map[string]string{"topic": "news.eu", "data": data})
+		r, err := http.Post("http://"+bAdmin+"/api/publish", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		if r.StatusCode != http.StatusOK {
+			t.Fatalf("publish %s: status %d", data, r.StatusCode)
+		}
+	}
+	dial := func(addr, path string) *websocket.Conn {
+		t.Helper()
+		d := websocket.Dialer{HandshakeTimeout: adminTimeout}
+		c, _, err := d.Dial("ws://"+addr+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+
+	ca := dial(a.Addr, "/?format=json&topics=news.eu")
+	expectSubscribed(t, "node A", ca, "news.eu", nil, 0)
+	// Node B's publishes reach node A once A's interest is at the server:
+	// publish until one comes (the others are in the stream anyway).
+	var last pushMsg
+	for i := 1; last.Offset == nil; i++ {
+		if i > 100 {
+			t.Fatal("node A got none of 100 publishes")
+		}
+		publish(fmt.Sprintf("probe-%d", i))
+		_ = ca.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		for {
+			_, p, err := ca.ReadMessage()
+			if err != nil {
+				break // nothing (more) yet: publish again
+			}
+			var m pushMsg
+			if json.Unmarshal(p, &m) != nil || m.Offset == nil {
+				t.Fatalf("node A: %q", p)
+			}
+			last = m
+		}
+	}
+	if err := syscall.Kill(a.PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	wstest.WaitFor(t, 10*time.Second, "node A to die", a.Exited)
+	for i := 1; i <= 3; i++ {
+		publish(fmt.Sprintf("missed-%d", i))
+	}
+	cb := dial(b.Addr, fmt.Sprintf("/?format=json&topics=news.eu&since=news.eu:%d:%s", *last.Offset, last.Epoch))
+	ack := readPush(t, "node B", cb)
+	if ack.Op != "subscribed" || ack.Recovered == nil || !*ack.Recovered || ack.Epoch != last.Epoch {
+		t.Fatalf("node B: %+v, want recovered in epoch %s", ack, last.Epoch)
+	}
+	var got []string
+	for len(got) == 0 || got[len(got)-1] != "missed-3" {
+		m := readPush(t, "node B", cb)
+		if m.Data == nil || m.Offset == nil || *m.Offset <= *last.Offset || m.Epoch != last.Epoch {
+			t.Fatalf("node B after offset %d: %+v", *last.Offset, m)
+		}
+		last = m
+		got = append(got, *m.Data)
+	}
+	// Probes node A missed (it may have been slow to get them) come first,
+	// then the three, once each.
+	n := len(got)
+	if n < 3 || got[n-3] != "missed-1" || got[n-2] != "missed-2" {
+		t.Fatalf("node B replayed %q, want ... missed-1 missed-2 missed-3", got)
+	}
+	for _, g := range got[:n-3] {
+		if !strings.HasPrefix(g, "probe-") {
+			t.Fatalf("node B replayed %q", got)
+		}
+	}
+	publish("live")
+	if m := readPush(t, "node B", cb); m.Data == nil || *m.Data != "live" || *m.Offset <= *last.Offset {
+		t.Fatalf("node B live: %+v", m)
 	}
 }
