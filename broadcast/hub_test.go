@@ -65,6 +65,7 @@ type hubConfig struct {
 	hub          broadcast.Options
 	loops        int
 	closeTimeout time.Duration
+	maxBuffered  int // the engine's cap; 0: its default
 	onMessage    func(hub *broadcast.Hub, c *engine.Conn, op codec.OpCode, p []byte)
 }
 
@@ -120,6 +121,7 @@ func newHubServer(cfg hubConfig) (*hubServer, error) {
 		PingInterval: -1,
 		IdleTimeout:  -1,
 		CloseTimeout: cfg.closeTimeout,
+		MaxBuffered:  cfg.maxBuffered,
 	})
 	if err != nil {
 		return nil, err

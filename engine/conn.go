@@ -217,6 +217,10 @@ func (c *Conn) WriteFrames(frames [][]byte) error {
 	if t := c.tlsConn(); t != nil {
 		return t.writeFrames(frames)
 	}
+	if c.gc.OutboundBuffered() > 0 { // gnet copies them all: in pieces that fill its pool's slices
+		st.writes.Add(1)
+		return l.writePieces(c, frames)
+	}
 	if len(frames) <= maxIovecs {
 		st.writes.Add(1)
 		_, err := c.gc.Writev(frames)

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"math/bits"
 	"sort"
 	"sync/atomic"
 	"time"
@@ -59,6 +60,44 @@ import (
 // does not read would not send one. The close frame is written (past the
 // cap), input is ignored, and the TCP connection is closed as soon as the
 // current event is done.
+
+// pieceMin is the size under which writePieces hands over the rest of a
+// frame in one piece.
+const pieceMin = 4 << 10
+
+// writePieces hands frames to gnet for c, which already has a backlog in
+// gnet, so that gnet copies them: once its 64 KiB ring is full, gnet
+// copies each buffer it is given into a slice of its byte-slice pool,
+// whose capacity is the size rounded up to a power of two. A broadcast
+// frame of a 32 KiB payload (32,772 bytes with its header) took a 64 KiB
+// slice, so a backlog that MaxBuffered counted as 1 MiB held up to 2 MiB.
+// Cut into powers of two, the rest under pieceMin in one piece, each
+// frame wastes less than pieceMin. No syscall is made (gnet only copies
+// behind its backlog), and at most maxIovecs buffers go to one Writev, so
+// nothing is allocated. Loop only.
+func (l *Loop) writePieces(c *Conn, frames [][]byte) error {
+	iov := l.pieces[:0]
+	var err error
+	for _, f := range frames {
+		for len(f) > 0 && err == nil {
+			n := len(f)
+			if n > pieceMin {
+				n = 1 << (bits.Len(uint(n)) - 1)
+			}
+			iov = append(iov, f[:n])
+			f = f[n:]
+			if len(iov) == len(l.pieces) {
+				_, err = c.gc.Writev(iov)
+				iov = iov[:0]
+			}
+		}
+	}
+	if len(iov) > 0 && err == nil {
+		_, err = c.gc.Writev(iov)
+	}
+	l.pieces = [maxIovecs][]byte{}
+	return err
+}
 
 // kernelUnsent returns the TCP_NOTSENT_LOWAT given to every TCP connection
 // under a cap of capBytes unsent bytes (see above): an eighth of it, from

@@ -23,7 +23,10 @@ type Loop struct {
 	enc  codec.HeaderEncoder
 	wbuf []byte    // scratch for small frames and HTTP answers
 	iov  [3][]byte // buffers for one writev
-	cork []byte    // frames gathered for the corked connection (cork.go)
+	// pieces are frames cut for gnet's pool, for a connection with a
+	// backlog (writePieces, limits.go).
+	pieces [maxIovecs][]byte
+	cork   []byte // frames gathered for the corked connection (cork.go)
 
 	// wss (tls.go): the records one write of a connection makes, handed
 	// to gnet together, and the scratch its input is decrypted into.
