@@ -199,6 +199,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 // printUsage writes what wsd -h shows: every flag with its default.
 func printUsage(w io.Writer) {
 	fmt.Fprint(w, `Usage: wsd [flags]
+       wsd token -key FILE -sub USER [flags]   (a connection token for -auth; wsd token -h)
 
 Every flag is also an environment variable (-ping-interval: WSD_PING_INTERVAL)
 and a key of the -config YAML file (ping_interval). Flags win over the
