@@ -64,7 +64,7 @@ func TestHistoryFlag(t *testing.T) {
 
 // TestHistoryEnvelopeJSON: the envelope is JSON that decodes to the topic,
 // the position and the data, whatever bytes the data holds.
-func TestHistoryEnvelopeJSONAllocs(t *testing.T) {
+func TestHistoryEnvelopeJSON(t *testing.T) {
 	type env struct {
 		Topic      string  `json:"topic"`
 		Offset     *uint64 `json:"offset"`
