@@ -16,7 +16,8 @@ import (
 // wsdClient.drop(true), as a dead network would), messages are said in the
 // room meanwhile, and once the page reconnects (with its backoff's reconnect
 // skipped) every message shows exactly once: the missed ones marked
-// recovered, the others not.
+// recovered, the others not. Then the page is reloaded after more
+// messages: it shows those, recovered, and nothing else.
 func TestBrowserHistoryResume(t *testing.T) {
 	browser := chromium(t)
 	d := wstest.StartDaemon(t, "-mode", "chat", "-history", "chat/*=100/10m")
@@ -76,5 +77,19 @@ func TestBrowserHistoryResume(t *testing.T) {
 	}
 	if ex := page.exceptions(); len(ex) > 0 {
 		t.Fatalf("page exceptions: %v", ex)
+	}
+
+	// Reloading: the page keeps the room's position (localStorage), so a
+	// reload shows what was said while it was away, and only that.
+	page.evalJSON(t, `(wsdClient.drop(true), true)`, new(bool))
+	page.waitFor(t, "the page to be disconnected", `document.getElementById("status").dataset.state === "disconnected"`)
+	say("while-away-1")
+	say("while-away-2")
+	page.evalJSON(t, `(setTimeout(() => location.reload(), 0), true)`, new(bool))
+	page.waitMessage(t, "bob", "while-away-2")
+	page.evalJSON(t, `[...document.querySelectorAll("#messages .message")].map(m => ({
+		text: m.querySelector(".text").textContent, recovered: m.classList.contains("recovered")}))`, &got)
+	if len(got) != 2 || got[0].Text != "while-away-1" || got[1].Text != "while-away-2" || !got[0].Recovered || !got[1].Recovered {
+		t.Fatalf("after the reload the page shows %+v, want while-away-1 and while-away-2, recovered", got)
 	}
 }
