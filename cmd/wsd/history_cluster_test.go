@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"syscall"
@@ -196,5 +197,63 @@ func TestHistoryClusterKill(t *testing.T) {
 	publish("live")
 	if m := readPush(t, "node B", cb); m.Data == nil || *m.Data != "live" || *m.Offset <= *last.Offset {
 		t.Fatalf("node B live: %+v", m)
+	}
+}
+
+// TestHistoryClusterNATSRestart: the NATS server (JetStream on files)
+// restarts under two wsd nodes. A client of node B that follows a topic
+// goes on after the restart, in order, in the same epoch; a client that
+// left before the restart resumes on node A from its last position, across
+// the restart.
+func TestHistoryClusterNATSRestart(t *testing.T) {
+	dir := t.TempDir()
+	opts := func(port int) *server.Options {
+		return &server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true}
+	}
+	s := natsServerWith(t, opts(-1))
+	port := s.Addr().(*net.TCPAddr).Port
+	nodes := joinNATS(t, s.ClientURL(), []string{"-mode", "push", "-history", "news.*=100"}, "a", "b")
+	a, b := nodes[0], nodes[1]
+	follower := b.dialWS(t, "/?format=json&topics=news.eu")
+	expectSubscribed(t, "follower", follower, "news.eu", nil, 0)
+	leaver := b.dialWS(t, "/?format=json&topics=news.eu")
+	expectSubscribed(t, "leaver", leaver, "news.eu", nil, 0)
+	waitInterest(t, 2, b)
+	var last, left pushMsg
+	for i := 1; i <= 2; i++ {
+		publishText(t, a, "news.eu", fmt.Sprintf("one-%d", i))
+		last = readPush(t, "follower", follower)
+		left = readPush(t, "leaver", leaver)
+	}
+	leaver.Close()
+
+	s.Shutdown()
+	s.WaitForShutdown()
+	natsServerWith(t, opts(port))
+	for _, n := range nodes {
+		wstest.WaitFor(t, 30*time.Second, "the node connected again", func() bool { return n.nodes.b.Status().Connected })
+	}
+	waitInterest(t, 1, b)
+	for i := 1; i <= 2; i++ {
+		data := fmt.Sprintf("two-%d", i)
+		body, _ := json.Marshal(map[string]string{"topic": "news.eu", "data": data})
+		wstest.WaitFor(t, 30*time.Second, "a publish accepted", func() bool {
+			return call(t, a.admin, "POST", "/api/publish", "", string(body)).status == http.StatusOK
+		})
+		m := readPush(t, "follower", follower)
+		if m.Data == nil || *m.Data != data || m.Epoch != last.Epoch || *m.Offset <= *last.Offset {
+			t.Fatalf("follower after the restart: %+v after %+v, want %s in the same epoch", m, last, data)
+		}
+		last = m
+	}
+	back := a.dialWS(t, fmt.Sprintf("/?format=json&topics=news.eu&since=news.eu:%d:%s", *left.Offset, left.Epoch))
+	ack := readPush(t, "back", back)
+	if ack.Recovered == nil || !*ack.Recovered {
+		t.Fatalf("resume across the restart: %+v, want recovered", ack)
+	}
+	for _, want := range []string{"two-1", "two-2"} {
+		if m := readPush(t, "back", back); m.Data == nil || *m.Data != want {
+			t.Fatalf("replay across the restart: %+v, want %s", m, want)
+		}
 	}
 }
