@@ -291,3 +291,52 @@ func TestHistoryJetStreamGapRepair(t *testing.T) {
 		}
 	}
 }
+
+// TestHistoryJetStreamSameOrder: publishers on two nodes publish to one
+// topic with history at once; a subscriber on each node gets every
+// message once, at increasing offsets, in the same order as the other.
+func TestHistoryJetStreamSameOrder(t *testing.T) {
+	s := runJetStream(t, -1, t.TempDir())
+	a, b := historyNode(t, s.ClientURL(), false), historyNode(t, s.ClientURL(), false)
+	ca, _ := a.connect(t, "/")
+	subscribe(t, ca, "h.o", nil)
+	cb, _ := b.connect(t, "/")
+	subscribe(t, cb, "h.o", nil)
+	waitInterest(t, a, b)
+	const each = 300
+	done := make(chan error, 2)
+	for _, n := range []*node{a, b} {
+		go func() {
+			for i := range each {
+				n.hub.PublishMessage(broadcast.Message{Topics: []string{"h.o"}, Op: codec.OpText, Payload: fmt.Appendf(nil, "%s-%d", n.b.Node(), i)})
+			}
+			if e := n.hub.Stats().BrokerErrors; e != 0 {
+				done <- fmt.Errorf("node %s: %d publishes refused", n.b.Node(), e)
+				return
+			}
+			done <- nil
+		}()
+	}
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(c *wstest.Client) []envelope {
+		var got []envelope
+		for range 2 * each {
+			e := readEnvelope(t, c)
+			if len(got) > 0 && e.offset <= got[len(got)-1].offset {
+				t.Fatalf("offset %d after %d", e.offset, got[len(got)-1].offset)
+			}
+			got = append(got, e)
+		}
+		return got
+	}
+	ga, gb := read(ca), read(cb)
+	for i := range ga {
+		if ga[i] != gb[i] {
+			t.Fatalf("message %d: node A got %+v, node B %+v", i, ga[i], gb[i])
+		}
+	}
+}
