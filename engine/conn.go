@@ -74,7 +74,7 @@ type connExtra struct {
 	closeReason string
 	window      []byte   // permessage-deflate with client context takeover: the last bytes received (deflate.go)
 	tls         *tlsConn // wss only (tls.go)
-	pending     *Pending // the upgrade OnUpgrade deferred, until it is answered (upgrade_defer.go)
+	aux         *connAux // a deferred upgrade, an application timer (upgrade_defer.go, conn_timer.go)
 }
 
 // more returns c's connExtra, allocating it on first use. Loop only.

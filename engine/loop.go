@@ -229,6 +229,9 @@ func (l *Loop) scheduleKeepalive(c *Conn, now int64) {
 			at = idle
 		}
 	}
+	if t := c.timerAt(); t != 0 && (at == 0 || t < at) { // Conn.SetTimer (conn_timer.go)
+		at = t
+	}
 	if at != 0 {
 		l.wheel.schedule(c, max(at, now))
 	}
@@ -258,6 +261,9 @@ func (l *Loop) onTimer(c *Conn, now int64) {
 		}
 		l.wheel.schedule(c, c.deadline)
 	case stateOpen:
+		if !l.fireTimer(c, now) { // Conn.SetTimer's; OnTimer may close c
+			return
+		}
 		if o.IdleTimeout > 0 && now-c.lastRead >= int64(o.IdleTimeout) {
 			c.startClose(codec.StatusGoingAway, "idle timeout", true)
 			return

@@ -107,10 +107,10 @@ func (p *Pending) Gone() bool { return p.c.gone.Load() }
 func (p *Pending) Run(l *Loop) {
 	c := p.c
 	x := c.extra.Load()
-	if c.state != stateHandshake || x == nil || x.pending != p {
+	if c.state != stateHandshake || x.pendingUpgrade() != p {
 		return
 	}
-	x.pending = nil
+	x.aux = nil
 	if p.resp != nil {
 		l.answerPending(c, p.resp)
 		return
@@ -132,7 +132,7 @@ func (p *Pending) Run(l *Loop) {
 
 // deferUpgrade makes c wait for the answer of p. Loop only.
 func (l *Loop) deferUpgrade(c *Conn, p *Pending) {
-	c.more().pending = p
+	c.more().moreAux().pending = p
 	if c.tdue == 0 { // no handshake deadline: a pending upgrade always has one
 		c.deadline = l.e.clock() + int64(DefaultHandshakeTimeout)
 		l.wheel.schedule(c, c.deadline)
@@ -143,11 +143,11 @@ func (l *Loop) deferUpgrade(c *Conn, p *Pending) {
 // stays buffered, up to a cap. It reports whether c is pending. Loop only.
 func (l *Loop) pendingInput(c *Conn) (gnet.Action, bool) {
 	x := c.extra.Load()
-	if x == nil || x.pending == nil {
+	if x.pendingUpgrade() == nil {
 		return gnet.None, false
 	}
 	if c.inBuffered() > l.e.opts.MaxHeaderBytes+maxDeferredEarly {
-		x.pending = nil
+		x.aux = nil
 		c.discard = true
 		c.discardAll()
 		return gnet.Close, true
@@ -159,10 +159,10 @@ func (l *Loop) pendingInput(c *Conn) (gnet.Action, bool) {
 // handshake deadline, and reports whether it did. Loop only.
 func (l *Loop) expirePending(c *Conn) bool {
 	x := c.extra.Load()
-	if c.state != stateHandshake || x == nil || x.pending == nil {
+	if c.state != stateHandshake || x.pendingUpgrade() == nil {
 		return false
 	}
-	x.pending = nil
+	x.aux = nil
 	l.answerPending(c, &Response{Status: http.StatusServiceUnavailable, Header: textPlain, Body: []byte("upgrade not answered in time\n")})
 	return true
 }
@@ -179,4 +179,28 @@ func (l *Loop) answerPending(c *Conn, r *Response) {
 	if c.output(u.out) == nil {
 		c.linger(true)
 	}
+}
+
+// connAux is what even fewer connections need than connExtra holds: a
+// deferred upgrade, then an application timer (conn_timer.go). Loop only.
+type connAux struct {
+	pending *Pending // the upgrade OnUpgrade deferred, until it is answered
+	timerAt int64    // Conn.SetTimer's time, engine clock ns; 0: none
+}
+
+// moreAux returns x's connAux, allocating it on first use. Loop only.
+func (x *connExtra) moreAux() *connAux {
+	if x.aux == nil {
+		x.aux = new(connAux)
+	}
+	return x.aux
+}
+
+// pendingUpgrade returns the deferred upgrade of the connection of x (nil
+// x: none). Loop only.
+func (x *connExtra) pendingUpgrade() *Pending {
+	if x == nil || x.aux == nil {
+		return nil
+	}
+	return x.aux.pending
 }

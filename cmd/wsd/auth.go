@@ -28,8 +28,8 @@ import (
 // mode does not see the connection (no OnOpen: no subscription, no room).
 // While connected a token's "exp" is enforced: {"op":"expired"}, then
 // -auth-refresh-grace to send {"op":"refresh","token":...}, else close
-// 4003. The deadlines are kept in one wheel for the daemon (authTimers),
-// not a timer per connection.
+// 4003. The deadlines are the connections' engine timers (Conn.SetTimer),
+// in the event loops' timing wheels: no timer or goroutine of their own.
 
 // Close codes of authentication (README: Authentication).
 const (
@@ -48,7 +48,6 @@ type authn struct {
 	pool   *auth.Pool // slow checks; nil when every check is cheap
 	connID func(uint64) string
 	reg    registry
-	timers authTimers
 	onLoop bool // HMAC tokens: checked on the event loop
 	// log gets, at debug level, each authentication and refusal with the
 	// connection id and user (never a credential). newDaemon sets it.
@@ -65,7 +64,6 @@ func newAuthn(cfg *config, connID func(uint64) string) *authn {
 	}
 	g := &authn{cfg: a, connID: connID, onLoop: a.jwt == nil || a.jwtOnLoop, log: zap.NewNop()}
 	g.reg.init()
-	g.timers.fire = g.fire
 	if !g.onLoop || a.basic != nil {
 		g.pool = auth.NewPool(auth.PoolOptions{Workers: a.CheckWorkers})
 	}
@@ -231,8 +229,6 @@ type session struct {
 	checking bool  // an auth or refresh token is being checked off the loop
 	expired  int64 // when {"op":"expired"} was sent (unix ns); 0: not sent for this token
 	authBy   int64 // -auth required without credentials: the auth message's deadline (unix ns)
-
-	due int64 // the authTimers slot it is in; 0: none (under authTimers.mu)
 }
 
 // authHandler is the mode's handler behind the authentication.
@@ -251,7 +247,7 @@ func (h *authHandler) OnOpen(c *engine.Conn) {
 	g.reg.add(s)
 	if ac == nil || ac.id == nil {
 		s.authBy = time.Now().Add(g.cfg.Timeout).UnixNano()
-		g.timers.schedule(s, s.authBy)
+		c.SetTimer(time.Unix(0, s.authBy))
 		return
 	}
 	h.start(s, ac.id)
@@ -282,9 +278,9 @@ func (g *authn) setIdentity(s *session, id *auth.Identity) {
 	}
 	s.expired = 0
 	if id.Expires.IsZero() {
-		g.timers.unschedule(s)
+		s.c.SetTimer(time.Time{})
 	} else {
-		g.timers.schedule(s, id.Expires.UnixNano())
+		s.c.SetTimer(id.Expires)
 	}
 }
 
@@ -294,7 +290,6 @@ func (h *authHandler) OnClose(c *engine.Conn, err error) {
 	if s == nil {
 		return
 	}
-	g.timers.unschedule(s)
 	g.reg.remove(s)
 	if s.opened {
 		h.next.OnClose(c, err)
@@ -462,31 +457,30 @@ func (g *authn) sendJSON(c *engine.Conn, v any) {
 	_ = c.Write(codec.OpText, b)
 }
 
-// fire runs on the authTimers goroutine for a session whose deadline came:
-// the loop decides what it means.
-func (g *authn) fire(s *session) { s.c.Loop().Post(&authDeadline{g: g, s: s}) }
-
-// authDeadline is a deadline of a session, handled on its loop.
-type authDeadline struct {
-	g *authn
-	s *session
-}
-
-func (d *authDeadline) Run(*engine.Loop) {
-	g, s := d.g, d.s
-	c := s.c
-	if !c.IsOpen() {
+// OnTimer handles the deadline of c's session (engine.Conn.SetTimer, on
+// the loop's timing wheel): the auth message's, a token's expiry, or the
+// end of its refresh grace.
+func (h *authHandler) OnTimer(c *engine.Conn) {
+	g := h.g
+	s := g.reg.get(c)
+	if s == nil || !c.IsOpen() {
 		return
 	}
 	now := time.Now().UnixNano()
 	id := s.id.Load()
 	switch {
 	case id == nil:
-		if !s.checking && now >= s.authBy {
-			g.closeConn(c, closeAuthTimeout, "no auth message in time")
+		if s.checking {
+			return // the auth message came; its check decides
 		}
-	case id.Expires.IsZero() || now < id.Expires.UnixNano():
-		// refreshed meanwhile
+		if now < s.authBy {
+			c.SetTimer(time.Unix(0, s.authBy))
+			return
+		}
+		g.closeConn(c, closeAuthTimeout, "no auth message in time")
+	case id.Expires.IsZero():
+	case now < id.Expires.UnixNano():
+		c.SetTimer(id.Expires) // refreshed meanwhile (or early): the new expiry
 	case s.expired == 0:
 		s.expired = now
 		g.counts.expired.Add(1)
@@ -494,9 +488,11 @@ func (d *authDeadline) Run(*engine.Loop) {
 			Op    string `json:"op"`
 			Grace int64  `json:"grace"`
 		}{"expired", int64(g.cfg.RefreshGrace / time.Second)})
-		g.timers.schedule(s, now+int64(g.cfg.RefreshGrace))
+		c.SetTimer(time.Unix(0, now+int64(g.cfg.RefreshGrace)))
 	case now >= s.expired+int64(g.cfg.RefreshGrace):
 		g.closeConn(c, closeAuthExpired, "token expired")
+	default:
+		c.SetTimer(time.Unix(0, s.expired+int64(g.cfg.RefreshGrace)))
 	}
 }
 
