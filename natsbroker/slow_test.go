@@ -76,7 +76,7 @@ func TestBrokerSlowConsumerServer(t *testing.T) {
 	reach("a message to reach b after the reconnection")
 
 	lines := slowLogs(logs)
-	if len(lines) != 1 {
+	if len(lines) == 0 || len(lines) > 1 && time.Since(start) < slowLogEvery {
 		t.Fatalf("%d log lines about slow consumers, want 1 (at most one per %v): %v", len(lines), slowLogEvery, lines)
 	}
 	if f := lines[0].ContextMap(); f["where"] != "server" || f["events"] != int64(1) {
@@ -88,20 +88,20 @@ func TestBrokerSlowConsumerServer(t *testing.T) {
 	}
 }
 
-// TestBrokerSlowConsumerClient: the hub takes nothing (its callback is
-// blocked) and the node's receive buffer holds one message, so nats.go
-// drops the rest. Two runs of drops count twice; the second, within
+// TestBrokerSlowConsumerClient: the hub takes nothing (its callback waits
+// for a token) and the node's receive buffer holds one message, so nats.go
+// drops most of a burst. A later run of drops counts again but, within
 // slowLogEvery of the first, is not logged on its own.
 func TestBrokerSlowConsumerClient(t *testing.T) {
 	core, logs := observer.New(zapcore.WarnLevel)
 	b := newBroker(t, Options{Node: "n", ReceiveBuffer: 1, Logger: zap.New(core)})
-	gate := make(chan struct{})
+	gate := make(chan struct{}, 100) // tokens: one per message the callback takes
 	var got atomic.Int64
 	b.Start(func(*broadcast.BrokerMessage) {
 		<-gate
 		got.Add(1)
 	})
-	t.Cleanup(func() { close(gate) }) // before Close, which waits for the callback
+	t.Cleanup(func() { close(gate) }) // runs before Close, which waits for the callback
 	b.Interest("t", true)
 	waitBrokerInterest(t, b)
 	m := &broadcast.BrokerMessage{Topics: []string{"t"}, Op: codec.OpText, Payload: []byte("x"), Origin: "n"}
@@ -118,22 +118,27 @@ func TestBrokerSlowConsumerClient(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// One message waits in the callback, one in the buffer: 8 are dropped.
+	// One message waits in the callback, at most one in the buffer: the
+	// others are dropped (in one run of drops or more, depending on when
+	// the callback took the first).
+	start := time.Now()
 	burst()
-	waitFor(t, 10*time.Second, "a slow consumer", func() bool { return b.Stats().SlowConsumer == 1 })
-	// Let two through: the callback takes the buffered one and waits;
-	// the next burst fills the buffer again (ending the first run of
-	// drops) and starts another.
+	waitFor(t, 10*time.Second, "a slow consumer", func() bool { return b.Stats().SlowConsumer > 0 })
+	// Let the waiting messages through, until the buffer is empty: the
+	// next burst's first message goes into it, which ends the run of
+	// drops, and the rest start another.
 	gate <- struct{}{}
 	gate <- struct{}{}
+	waitFor(t, 10*time.Second, "the buffer to empty", func() bool { return len(b.msgs) == 0 })
+	first := b.Stats().SlowConsumer
 	burst()
-	waitFor(t, 10*time.Second, "a second slow consumer", func() bool { return b.Stats().SlowConsumer == 2 })
+	waitFor(t, 10*time.Second, "another slow consumer", func() bool { return b.Stats().SlowConsumer > first })
 	st := b.Stats()
 	if st.SlowConsumerServer != 0 || st.LastSlowConsumer.IsZero() || st.Reconnects != 0 {
 		t.Errorf("stats %+v", st)
 	}
 	lines := slowLogs(logs)
-	if len(lines) != 1 {
+	if len(lines) == 0 || len(lines) > 1 && time.Since(start) < slowLogEvery {
 		t.Fatalf("%d log lines about slow consumers, want 1: %v", len(lines), lines)
 	}
 	if f := lines[0].ContextMap(); f["where"] != "client" || f["events"] != int64(1) || f["subject"] != b.Subject("t") {
