@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -40,6 +41,9 @@ type cluster struct {
 // NATS, or starts the embedded NATS node (which listens on -nats-listen).
 func startCluster(cfg *config, log *zap.Logger) (*cluster, error) {
 	o := natsOptions(cfg, log)
+	if tuneNATS != nil {
+		tuneNATS(&o)
+	}
 	cl := &cluster{routes: len(o.Routes) > 0, where: "embedded NATS node"}
 	if len(o.URLs) > 0 {
 		cl.where = "NATS at " + strings.Join(o.URLs, ",")
@@ -53,6 +57,16 @@ func startCluster(cfg *config, log *zap.Logger) (*cluster, error) {
 	cl.b = b
 	return cl, nil
 }
+
+// tuneNATS, if set, changes the broker's options before it starts: tests
+// make a node's embedded NATS node keep little for it, to see it dropped
+// as a slow consumer.
+var tuneNATS func(*natsbroker.Options)
+
+// slowHold is how long /healthz says degraded after NATS dropped
+// publications on their way to this node as from a slow consumer: long
+// enough for health checks polling every few seconds to see it.
+var slowHold = 30 * time.Second
 
 // attach tells the broker how to reach this node's hub and mode, to answer
 // the other nodes: topic counts, direct sends and, in chat mode, presence.
@@ -132,11 +146,14 @@ func (cl *cluster) health() (reason string, info clusterHealth) {
 	if cl.routes {
 		info.Routes = &s.Routes
 	}
-	switch {
+	switch ago := time.Since(s.LastSlowConsumer); {
 	case !s.Connected:
 		reason = "not connected to NATS (" + cl.where + "): publishes fail with 503 until it is back"
 	case cl.routes && s.Routes == 0:
 		reason = "no route to any other node (-nats-routes): this node reaches only its own clients"
+	case !s.LastSlowConsumer.IsZero() && ago < slowHold:
+		reason = fmt.Sprintf("NATS dropped publications on their way to this node %s ago, as from a slow consumer (publishes came faster than the node took them in; %d times since it started, wsd_broker_slow_consumer_total): its subscribers missed messages",
+			ago.Round(time.Second), s.SlowConsumer)
 	}
 	return reason, info
 }

@@ -270,7 +270,7 @@ var (
 	descBrokerDuplicates = prometheus.NewDesc("wsd_broker_duplicates_total", "Extra copies of publications to several topics, dropped (each is delivered once).", nil, nil)
 	descBrokerReconnects = prometheus.NewDesc("wsd_broker_reconnects_total", "Times the connection to NATS was re-established.", nil, nil)
 	descBrokerErrors     = prometheus.NewDesc("wsd_broker_publish_errors_total", "Publishes that failed in the broker: NATS unreachable, the message refused, or not confirmed (the publish API answered 503, 504 or 502).", nil, nil)
-	descBrokerSlow       = prometheus.NewDesc("wsd_broker_slow_consumer_total", "Times publications from NATS were lost because this node did not take them fast enough.", nil, nil)
+	descBrokerSlow       = prometheus.NewDesc("wsd_broker_slow_consumer_total", "Times NATS dropped publications on their way to this node because it did not take them in fast enough: its embedded NATS node closed its connection as a slow consumer, or its receive buffer overflowed.", nil, nil)
 	descBrokerMalformed  = prometheus.NewDesc("wsd_broker_malformed_total", "Messages on wsd's subjects that could not be read.", nil, nil)
 )
 

@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/wsdproject/wsd/engine"
 	"github.com/wsdproject/wsd/natsbroker"
 )
 
@@ -212,7 +213,18 @@ func natsOptions(cfg *config, log *zap.Logger) natsbroker.Options {
 	}
 	o.Listen, o.Routes, o.ClusterName = cfg.NATSListen, splitList(cfg.NATSRoutes), cfg.NATSClusterName
 	o.MaxPayload = natsMaxPayload(cfg.MaxMessageSize)
+	o.MaxPending = natsMaxPending()
 	return o
+}
+
+// natsMaxPending is what the embedded NATS node keeps for one client, this
+// node's connection among them, before it drops it as a slow consumer: the
+// same as the default -max-buffered-total (a quarter of physical memory,
+// at most 1 GiB), and at least natsbroker's default of 256 MiB. A burst
+// that outruns this node by more than that is lost in part (README, Run a
+// cluster).
+func natsMaxPending() int64 {
+	return max(natsbroker.DefaultMaxPending, engine.DefaultMaxBufferedTotal())
 }
 
 // natsMaxPayload is the largest NATS message of the embedded node: the

@@ -90,13 +90,13 @@ func TestClusterConfig(t *testing.T) {
 		{"join with a node and a prefix", []clusterSetting{{"nats-url", "nats://127.0.0.1:4222"}, {"nats-node", "ws-1.eu"}, {"nats-prefix", "wsd.prod"}},
 			natsbroker.Options{URLs: []string{"nats://127.0.0.1:4222"}, Node: "ws-1.eu", Prefix: "wsd.prod"}},
 		{"embedded", []clusterSetting{{"nats-listen", "10.0.0.1:6248"}, {"nats-routes", "nats://10.0.0.1:6248,nats://10.0.0.2:6248"}, {"nats-node", "ws1"}},
-			natsbroker.Options{Listen: "10.0.0.1:6248", Routes: []string{"nats://10.0.0.1:6248", "nats://10.0.0.2:6248"}, Node: "ws1", Prefix: "wsd", ClusterName: "wsd", MaxPayload: 16<<20 + 64<<10}},
+			natsbroker.Options{Listen: "10.0.0.1:6248", Routes: []string{"nats://10.0.0.1:6248", "nats://10.0.0.2:6248"}, Node: "ws1", Prefix: "wsd", ClusterName: "wsd", MaxPayload: 16<<20 + 64<<10, MaxPending: natsMaxPending()}},
 		{"embedded, a cluster name, a small max message size", []clusterSetting{{"nats-listen", ":6248"}, {"nats-cluster-name", "eu"}, {"max-message-size", "64KiB"}},
-			natsbroker.Options{Listen: ":6248", Prefix: "wsd", ClusterName: "eu", MaxPayload: 0}},
+			natsbroker.Options{Listen: ":6248", Prefix: "wsd", ClusterName: "eu", MaxPayload: 0, MaxPending: natsMaxPending()}},
 		{"embedded, no message size limit", []clusterSetting{{"nats-listen", "127.0.0.1:0"}, {"max-message-size", "0"}},
-			natsbroker.Options{Listen: "127.0.0.1:0", Prefix: "wsd", ClusterName: "wsd", MaxPayload: 64 << 20}},
+			natsbroker.Options{Listen: "127.0.0.1:0", Prefix: "wsd", ClusterName: "wsd", MaxPayload: 64 << 20, MaxPending: natsMaxPending()}},
 		{"embedded, a message size near the NATS limit", []clusterSetting{{"nats-listen", "127.0.0.1:6248"}, {"max-message-size", "64MiB"}},
-			natsbroker.Options{Listen: "127.0.0.1:6248", Prefix: "wsd", ClusterName: "wsd", MaxPayload: 64 << 20}},
+			natsbroker.Options{Listen: "127.0.0.1:6248", Prefix: "wsd", ClusterName: "wsd", MaxPayload: 64 << 20, MaxPending: natsMaxPending()}},
 	}
 	for _, tc := range cases {
 		for _, src := range []string{"flag", "env", "file"} {

@@ -357,6 +357,19 @@ func TestPushWelcomeAlone(t *testing.T) {
 	}
 }
 
+// clusterHealthOf returns td's /healthz answer, checking that its status
+// code goes with it (200 for ok, 503 for degraded).
+func clusterHealthOf(t *testing.T, td *testDaemon) clusterHealthReply {
+	t.Helper()
+	var h clusterHealthReply
+	r := call(t, td.admin, "GET", "/healthz", "", "")
+	decodeStrict(t, r, &h)
+	if (r.status == 200) != (h.Status == "ok") {
+		t.Fatalf("healthz: status %d with %+v", r.status, h)
+	}
+	return h
+}
+
 // TestClusterNATSRestart: the NATS server of -nats-url stops in the middle
 // of a stream and comes back on the same port. While it is away, the
 // publish API answers 503 and /healthz says degraded (503); once it is
@@ -404,15 +417,7 @@ func TestClusterNATSRestart(t *testing.T) {
 			i++
 		}
 	}
-	health := func(td *testDaemon) clusterHealthReply {
-		var h clusterHealthReply
-		r := call(t, td.admin, "GET", "/healthz", "", "")
-		decodeStrict(t, r, &h)
-		if (r.status == 200) != (h.Status == "ok") {
-			t.Fatalf("healthz: status %d with %+v", r.status, h)
-		}
-		return h
-	}
+	health := func(td *testDaemon) clusterHealthReply { return clusterHealthOf(t, td) }
 	stream("before", 50)
 
 	s.Shutdown()
