@@ -29,9 +29,13 @@ type Loop struct {
 	cork   []byte // frames gathered for the corked connection (cork.go)
 
 	// wss (tls.go): the records one write of a connection makes, handed
-	// to gnet together, and the scratch its input is decrypted into.
-	tlsOut []byte
-	plain  []byte
+	// to gnet together, and the scratch its input is decrypted into; the
+	// connections whose crypto/tls buffers are let go when they are quiet
+	// (tls_quiet.go), and how many (read by tests).
+	tlsOut    []byte
+	plain     []byte
+	tlsQuiet  []*tlsConn
+	tlsListed atomic.Int64
 
 	// permessage-deflate: scratch for compressing outgoing messages, and
 	// the inflater and buffer for incoming ones (deflate.go).
@@ -145,6 +149,7 @@ func (l *Loop) drain(context.Context) error {
 		now := l.e.clock()
 		l.wheel.advance(now, l.onTimer)
 		l.walkWatched(now)
+		l.releaseQuietTLS()
 		l.flush()
 	}
 	return nil

@@ -111,6 +111,8 @@ type tlsConn struct {
 	// goroutine and the loop never write it at the same time.
 	blocking bool
 	eof      bool // the peer sent close_notify
+	busy     bool // read since the loop's last tick (tls_quiet.go)
+	listed   bool // in the loop's tlsQuiet list
 }
 
 // tlsConn returns c's TLS state, or nil for a ws connection. A wss
@@ -180,8 +182,9 @@ func (t *tlsConn) pull(p []byte) int {
 // recordCut follows the record boundaries of the ciphertext handed to
 // crypto/tls, so that each read hands it at most the rest of one record.
 // crypto/tls keeps what it reads ahead in its input buffer, which grows to
-// hold it and never shrinks: fed all that gnet holds, it would keep as
-// much per connection. One record at a time it holds one record at most,
+// hold it and never shrinks (the loop lets it go when the connection is
+// quiet, tls_quiet.go): fed all that gnet holds, it would keep as much per
+// connection. One record at a time it holds one record at most,
 // and the loop knows when a whole record is buffered (recordReady), so it
 // asks crypto/tls to read only then: each of crypto/tls's reads costs it
 // an allocation. A record's header is read into hdr before it is handed
@@ -368,6 +371,7 @@ func (t *tlsConn) decrypt(l *Loop) bool {
 	}
 	t.view, t.off = buf, 0
 	_ = t.flushOut() // a KeyUpdate answer, or the alert for a bad record
+	t.noteRead(l)
 	if !ok {
 		t.off = len(buf)
 	}

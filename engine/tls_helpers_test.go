@@ -121,3 +121,15 @@ func newKey(tb testing.TB) *ecdsa.PrivateKey {
 	}
 	return key
 }
+
+// TLSQuietPending returns how many wss connections keep crypto/tls buffers
+// that their loops have yet to let go (tls_quiet.go).
+func TLSQuietPending(e *Engine) int64 {
+	var n int64
+	if list := e.list.Load(); list != nil {
+		for _, l := range *list {
+			n += l.tlsListed.Load()
+		}
+	}
+	return n
+}

@@ -707,3 +707,24 @@ func TestTLSWriteFrames(t *testing.T) {
 	}
 	c.closeHandshake()
 }
+
+// TestTLSQuietRelease: once a wss connection that carried large messages
+// (from Go's client, whose records grow to 16 KiB) has been quiet for a
+// tick, its loop lets crypto/tls's buffers go; the connection then carries
+// large and small messages as before, and its buffers go again.
+func TestTLSQuietRelease(t *testing.T) {
+	e, addr, pki := startWSS(t, &echo{}, engine.Options{PingInterval: -1, IdleTimeout: -1, CloseTimeout: 200 * time.Millisecond})
+	for _, v := range tlsVersions {
+		c := connectWSS(t, addr, clientTLS(pki, v.v))
+		for round := range 3 {
+			for _, n := range []int{256 << 10, 16 << 10, 10} {
+				c.send(wstest.Binary(payloadOf(n)))
+				c.expect(wstest.OpBinary, payloadOf(n))
+			}
+			waitFor(t, 10*time.Second, fmt.Sprintf("%s, round %d: crypto/tls's buffers let go", v.name, round), func() bool {
+				return engine.TLSQuietPending(e) == 0
+			})
+		}
+		c.closeHandshake()
+	}
+}
