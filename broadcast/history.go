@@ -79,19 +79,38 @@ type HistoryStats struct {
 	Failed     int64 `json:"failed"`     // of those, the ones that could not (recovered false)
 	Replayed   int64 `json:"replayed"`   // messages replayed by SubscribeSince
 	Duplicates int64 `json:"duplicates"` // messages from the Broker at or below a topic's last offset, not delivered again
+	Forgotten  int64 `json:"forgotten"`  // topics whose history was forgotten: no unexpired message and no subscriber (see Options.History)
 }
 
 // histories is the hub's history state: one history per topic that has
-// one (created on its first publish or subscription).
+// one (created on its first publish or subscription), in m and in order.
+// A topic's history is forgotten once it holds no unexpired message and
+// the topic has no subscriber on this node: each time a history is
+// created, sweepBatch of the others are looked at in turn (order, from
+// cursor), so that a server that sees many short-lived topics keeps about
+// as many histories as topics with live messages or subscribers, at no
+// cost per message. A forgotten topic starts again in a new epoch, at
+// offset 0: a client that resumes from a position of the old one gets
+// recovered false.
 type histories struct {
-	mu    sync.RWMutex
-	m     map[string]*history
-	clock atomic.Pointer[func() time.Time] // nil: time.Now (tests move it)
+	mu     sync.RWMutex
+	m      map[string]*history
+	order  []*history                       // the values of m, in no particular order
+	cursor int                              // the next of order to look at
+	clock  atomic.Pointer[func() time.Time] // nil: time.Now (tests move it)
 
 	messages, bytes              atomic.Int64
 	attempted, recovered, failed atomic.Int64
 	replayed, duplicates         atomic.Int64
+	forgotten                    atomic.Int64
+
+	lookedUp atomic.Pointer[func()] // tests: called between looking a history up and locking it
 }
+
+// sweepBatch is how many histories one creation of a history looks at to
+// forget: with k, a server that creates topics steadily keeps at most about
+// k/(k-1) times as many histories as it has live ones.
+const sweepBatch = 4
 
 func (x *histories) init() {
 	x.m = make(map[string]*history)
@@ -122,6 +141,13 @@ type history struct {
 	n     int // entries held
 	// brokered: positions come from the Broker (history_broker.go).
 	brokered bool
+	// unknown: brokered, and the Broker's position of the topic is not
+	// known yet (no message seen, no page fetched): top means nothing, and
+	// no position can be resumed from the cache.
+	unknown bool
+	// dead: forgotten (no longer in histories.m). Whoever finds it dead
+	// under mu looks the topic up again.
+	dead bool
 }
 
 // histEntry is one retained message. frame is the whole encoded frame,
@@ -157,15 +183,81 @@ func (h *Hub) historyFor(topic string) *history {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if hs = x.m[topic]; hs == nil {
+		h.sweepHistories(x.now())
 		hs = &history{x: x, name: topic, pol: pol, epoch: newEpoch(), ring: make([]histEntry, min(pol.Size, minRing))}
 		if f, ok := h.opts.Broker.(HistoryFetcher); ok {
 			if e := f.HistoryEpoch(); e != "" {
-				hs.epoch, hs.brokered = e, true // positions come from the Broker
+				hs.epoch, hs.brokered, hs.unknown = e, true, true // positions come from the Broker
 			}
 		}
 		x.m[topic] = hs
+		x.order = append(x.order, hs)
 	}
 	return hs
+}
+
+// sweepHistories forgets, of the next sweepBatch histories in order, those
+// that hold no unexpired message and whose topic has no subscriber. Under
+// x.mu (written).
+func (h *Hub) sweepHistories(now int64) {
+	x := &h.hist
+	for range sweepBatch {
+		if len(x.order) == 0 {
+			return
+		}
+		if x.cursor >= len(x.order) {
+			x.cursor = 0
+		}
+		hs := x.order[x.cursor]
+		if !h.forgettable(hs, now) {
+			x.cursor++
+			continue
+		}
+		last := len(x.order) - 1
+		x.order[x.cursor] = x.order[last] // looked at next
+		x.order[last] = nil
+		x.order = x.order[:last]
+		delete(x.m, hs.name)
+		x.forgotten.Add(1)
+	}
+	if cap(x.order) > 64 && len(x.order) < cap(x.order)/4 {
+		x.order = append([]*history(nil), x.order...) // let a peak's array go
+	}
+}
+
+// forgettable marks hs dead and reports true when it holds no unexpired
+// message and its topic has no subscriber. A history in use (its lock
+// taken) is kept. Under x.mu (written).
+func (h *Hub) forgettable(hs *history, now int64) bool {
+	if !hs.mu.TryLock() {
+		return false
+	}
+	defer hs.mu.Unlock()
+	hs.expire(now)
+	if hs.n > 0 || h.Count(hs.name) > 0 {
+		return false
+	}
+	hs.dead = true
+	return true
+}
+
+// lockHistory returns topic's history locked, or nil when the topic keeps
+// no history; it never returns a forgotten one. Any goroutine.
+func (h *Hub) lockHistory(topic string) *history {
+	for {
+		hs := h.historyFor(topic)
+		if hs == nil {
+			return nil
+		}
+		if f := h.hist.lookedUp.Load(); f != nil {
+			(*f)()
+		}
+		hs.mu.Lock()
+		if !hs.dead {
+			return hs
+		}
+		hs.mu.Unlock()
+	}
 }
 
 // expire drops the entries older than the TTL. Under hs.mu.
@@ -215,7 +307,7 @@ func (hs *history) add(offset, prev uint64, op codec.OpCode, payload []byte, now
 	e := hs.entry(hs.n)
 	*e = newEntry(offset, prev, op, payload, now)
 	hs.n++
-	hs.top = offset
+	hs.top, hs.unknown = offset, false
 	hs.x.messages.Add(1)
 	hs.x.bytes.Add(int64(len(e.frame)))
 }
@@ -231,6 +323,9 @@ func newEntry(offset, prev uint64, op codec.OpCode, payload []byte, now int64) h
 // that a subscriber at offset misses nothing by replaying them. Under
 // hs.mu, after expire.
 func (hs *history) since(offset uint64) (int, bool) {
+	if hs.unknown {
+		return 0, false // the Broker's position is not known here
+	}
 	if offset == hs.top {
 		return hs.n, true
 	}
@@ -282,21 +377,34 @@ func position(st []stamp, topic string) Position {
 func (h *Hub) publishHistory(topics []string, op codec.OpCode, payload []byte, exclude uint64, res *pubResult) (int, bool) {
 	var arr [8]stamp
 	st := arr[:0]
-	for _, name := range topics {
-		if hs := h.historyFor(name); hs != nil && !slices.ContainsFunc(st, func(s stamp) bool { return s.hs == hs }) {
-			st = append(st, stamp{hs: hs})
+	for locked := false; !locked; {
+		st = st[:0]
+		for _, name := range topics {
+			if hs := h.historyFor(name); hs != nil && !slices.ContainsFunc(st, func(s stamp) bool { return s.hs == hs }) {
+				st = append(st, stamp{hs: hs})
+			}
 		}
-	}
-	if len(st) == 0 {
-		return h.fanout(topics, op, payload, exclude, res, nil)
-	}
-	for i := 1; i < len(st); i++ { // insertion sort: few topics, no allocation
-		for j := i; j > 0 && st[j].hs.name < st[j-1].hs.name; j-- {
-			st[j], st[j-1] = st[j-1], st[j]
+		if len(st) == 0 {
+			return h.fanout(topics, op, payload, exclude, res, nil)
 		}
-	}
-	for _, s := range st {
-		s.hs.mu.Lock()
+		for i := 1; i < len(st); i++ { // insertion sort: few topics, no allocation
+			for j := i; j > 0 && st[j].hs.name < st[j-1].hs.name; j-- {
+				st[j], st[j-1] = st[j-1], st[j]
+			}
+		}
+		if f := h.hist.lookedUp.Load(); f != nil {
+			(*f)()
+		}
+		locked = true
+		for _, s := range st {
+			s.hs.mu.Lock()
+			locked = locked && !s.hs.dead
+		}
+		if !locked { // one was forgotten meanwhile: look them up again
+			for _, s := range st {
+				s.hs.mu.Unlock()
+			}
+		}
 	}
 	now := h.hist.now()
 	for i := range st {
@@ -330,10 +438,6 @@ func (h *Hub) publishHistory(topics []string, op codec.OpCode, payload []byte, e
 // a replay shares the history's frames (for a connection with SetEnvelope,
 // the envelope of each is made once and kept with it).
 func (h *Hub) SubscribeSince(c *engine.Conn, topic string, since *Position) (Recovery, error) {
-	hs := h.historyFor(topic)
-	if hs == nil {
-		return Recovery{}, h.Subscribe(c, topic)
-	}
 	if !c.IsOpen() {
 		return Recovery{}, engine.ErrClosed
 	}
@@ -341,10 +445,13 @@ func (h *Hub) SubscribeSince(c *engine.Conn, topic string, since *Position) (Rec
 	if s == nil || s.c != c {
 		return Recovery{}, ErrNotManaged
 	}
+	hs := h.lockHistory(topic)
+	if hs == nil {
+		return Recovery{}, h.Subscribe(c, topic)
+	}
+	defer hs.mu.Unlock()
 	lh := h.loopHubFor(c.Loop())
 	lt := lh.topics[topic]
-	hs.mu.Lock()
-	defer hs.mu.Unlock()
 	hs.expire(h.hist.now())
 	rec := Recovery{History: true, Position: Position{Offset: hs.top, Epoch: hs.epoch}}
 	if lt != nil && s.member(lt) >= 0 {
@@ -511,11 +618,10 @@ func (m *message) releaseEnvelopes() {
 // oldest first, at most limit of them (0 or negative: all), and the topic's
 // position; ok is false when the topic keeps no history. Any goroutine.
 func (h *Hub) History(topic string, since uint64, limit int) (msgs []HistoryMessage, pos Position, ok bool) {
-	hs := h.historyFor(topic)
+	hs := h.lockHistory(topic)
 	if hs == nil {
 		return nil, Position{}, false
 	}
-	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	hs.expire(h.hist.now())
 	i := sort.Search(hs.n, func(i int) bool { return hs.entry(i).offset > since })
@@ -535,11 +641,10 @@ func (h *Hub) History(topic string, since uint64, limit int) (msgs []HistoryMess
 // 0: positions of the old epoch no longer recover. It reports whether the
 // topic keeps history. Any goroutine.
 func (h *Hub) ResetHistory(topic string) bool {
-	hs := h.historyFor(topic)
+	hs := h.lockHistory(topic)
 	if hs == nil {
 		return false
 	}
-	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	hs.restart(newEpoch())
 	return true
@@ -554,6 +659,6 @@ func (h *Hub) HistoryStats() HistoryStats {
 	return HistoryStats{
 		Topics: n, Messages: x.messages.Load(), Bytes: x.bytes.Load(),
 		Attempted: x.attempted.Load(), Recovered: x.recovered.Load(), Failed: x.failed.Load(),
-		Replayed: x.replayed.Load(), Duplicates: x.duplicates.Load(),
+		Replayed: x.replayed.Load(), Duplicates: x.duplicates.Load(), Forgotten: x.forgotten.Load(),
 	}
 }

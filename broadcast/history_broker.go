@@ -49,12 +49,11 @@ func (h *Hub) publishPositioned(bm *BrokerMessage, exclude uint64) {
 		return
 	}
 	topic := bm.Topics[:1]
-	hs := h.historyFor(topic[0])
+	hs := h.lockHistory(topic[0])
 	if hs == nil {
 		h.fanout(topic, bm.Op, bm.Payload, exclude, nil, nil)
 		return
 	}
-	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	if hs.epoch != bm.Epoch {
 		hs.restart(bm.Epoch)
@@ -90,17 +89,27 @@ func (hs *history) canResume(since Position, now int64) bool {
 	return ok
 }
 
-// seed adds the messages of page, older than what the cache holds, to the
-// cache, when they join up with it. Under hs.mu.
-func (hs *history) seed(page HistoryPage, now int64) {
+// seed adds the messages of page, a complete page of the messages after
+// offset after, older than what the cache holds, to the cache, when they
+// join up with it. Under hs.mu.
+func (hs *history) seed(page HistoryPage, after uint64, now int64) {
 	if page.Epoch != hs.epoch {
 		if hs.brokered && hs.n > 0 {
 			return // the cache follows live messages of another epoch
 		}
 		hs.restart(page.Epoch)
+		hs.unknown = true
 	}
 	hs.brokered = true
 	msgs := page.Messages
+	if len(msgs) == 0 {
+		// Nothing follows after: that is the topic's position, unless the
+		// cache has seen further.
+		if hs.n == 0 && (hs.unknown || after > hs.top) {
+			hs.top, hs.unknown = after, false
+		}
+		return
+	}
 	if hs.n > 0 {
 		oldest := hs.entry(0)
 		k := 0
@@ -126,9 +135,10 @@ func (hs *history) seed(page HistoryPage, now int64) {
 		ring[len(msgs)+i] = *hs.entry(i)
 	}
 	hs.ring, hs.head, hs.n = ring, 0, hs.n+len(msgs)
-	if last := ring[hs.n-1].offset; last > hs.top {
+	if last := ring[hs.n-1].offset; last > hs.top || hs.unknown {
 		hs.top = last
 	}
+	hs.unknown = false
 }
 
 // SubscribeSinceAsync is SubscribeSince that, when the Broker keeps
@@ -157,7 +167,9 @@ func (h *Hub) SubscribeSinceAsync(c *engine.Conn, topic string, since *Position,
 		page, err := f.FetchHistory(ctx, topic, pos.Offset, hs.pol.Size)
 		if err == nil && page.Complete && page.Epoch == pos.Epoch {
 			hs.mu.Lock()
-			hs.seed(page, h.hist.now())
+			if !hs.dead { // else SubscribeSince finds a new history: nothing recovers
+				hs.seed(page, pos.Offset, h.hist.now())
+			}
 			hs.mu.Unlock()
 		}
 		c.Loop().Post(loopTask(func() { done(h.SubscribeSince(c, topic, &pos)) }))

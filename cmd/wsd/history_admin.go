@@ -100,10 +100,11 @@ var (
 	descHistRecovery  = prometheus.NewDesc("wsd_history_recoveries_total", "Subscriptions that asked to resume from a position, by result: recovered (every missed message replayed) or failed (history no longer reached back, or another epoch: recovered false).", []string{"result"}, nil)
 	descHistAttempted = prometheus.NewDesc("wsd_history_recoveries_attempted_total", "Subscriptions that asked to resume from a position.", nil, nil)
 	descHistReplayed  = prometheus.NewDesc("wsd_history_replayed_total", "Messages replayed to resuming subscribers.", nil, nil)
+	descHistForgotten = prometheus.NewDesc("wsd_history_forgotten_total", "Topics whose history was forgotten: every message expired and no subscriber left (a later one starts in a new epoch).", nil, nil)
 )
 
 func (m historyMetrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHistTopics, descHistMessages, descHistBytes, descHistRecovery, descHistAttempted, descHistReplayed} {
+	for _, d := range []*prometheus.Desc{descHistTopics, descHistMessages, descHistBytes, descHistRecovery, descHistAttempted, descHistReplayed, descHistForgotten} {
 		ch <- d
 	}
 }
@@ -117,4 +118,5 @@ func (m historyMetrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descHistRecovery, prometheus.CounterValue, float64(s.Recovered), "recovered")
 	ch <- prometheus.MustNewConstMetric(descHistRecovery, prometheus.CounterValue, float64(s.Failed), "failed")
 	ch <- prometheus.MustNewConstMetric(descHistReplayed, prometheus.CounterValue, float64(s.Replayed))
+	ch <- prometheus.MustNewConstMetric(descHistForgotten, prometheus.CounterValue, float64(s.Forgotten))
 }

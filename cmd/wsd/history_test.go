@@ -328,6 +328,7 @@ func TestHistoryPush(t *testing.T) {
 		`wsd_history_recoveries_total{result="recovered"}`: "4",
 		`wsd_history_recoveries_total{result="failed"}`:    "2",
 		"wsd_history_replayed_total":                       "6",
+		"wsd_history_forgotten_total":                      "0",
 	} {
 		if got := samples[name]; got != want {
 			t.Errorf("metric %s = %q, want %s", name, got, want)
