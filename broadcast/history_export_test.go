@@ -14,3 +14,13 @@ func SetHistoryLookupHook(h *Hub, f func()) {
 	}
 	h.hist.lookedUp.Store(&f)
 }
+
+// SeedHistory does to topic's history what SubscribeSinceAsync does with
+// a complete page of the messages after offset after, read from the
+// Broker.
+func SeedHistory(h *Hub, topic string, page HistoryPage, after uint64) {
+	if hs := h.lockHistory(topic); hs != nil {
+		defer hs.mu.Unlock()
+		hs.seed(page, after, h.hist.now())
+	}
+}

@@ -1,6 +1,7 @@
 package broadcast_test
 
 import (
+	"context"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -132,5 +133,32 @@ func TestHistoryForgetInUse(t *testing.T) {
 				t.Fatalf("subscription %+v: want recovered false at offset 0 of epoch %s", rec, pos.Epoch)
 			}
 		})
+	}
+}
+
+// epochBroker is a Broker that keeps history in epoch "E" (its pages are
+// the test's).
+type epochBroker struct{ *busBroker }
+
+func (epochBroker) HistoryEpoch() string { return "E" }
+func (epochBroker) FetchHistory(context.Context, string, uint64, int) (broadcast.HistoryPage, error) {
+	return broadcast.HistoryPage{}, nil
+}
+
+// TestHistorySeedEmptyPage: a node whose cache of a topic is new (the
+// topic forgotten, or never seen) reads from the Broker that nothing
+// follows the client's position: that becomes the topic's position, and
+// the cache stays empty.
+func TestHistorySeedEmptyPage(t *testing.T) {
+	hub := broadcast.New(broadcast.Options{
+		Broker:  epochBroker{(&bus{}).node("a")},
+		History: func(string) broadcast.HistoryPolicy { return broadcast.HistoryPolicy{Size: 10} },
+	})
+	if _, pos, _ := hub.History("h.x", 0, 0); pos != (broadcast.Position{Epoch: "E"}) {
+		t.Fatalf("new topic at %+v, want offset 0 of E", pos)
+	}
+	broadcast.SeedHistory(hub, "h.x", broadcast.HistoryPage{Epoch: "E", Complete: true}, 42)
+	if msgs, pos, _ := hub.History("h.x", 0, 0); len(msgs) != 0 || pos != (broadcast.Position{Offset: 42, Epoch: "E"}) {
+		t.Fatalf("after an empty page after 42: %+v at %+v, want nothing at offset 42 of E", msgs, pos)
 	}
 }
