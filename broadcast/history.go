@@ -61,6 +61,30 @@ type Recovery struct {
 	Replayed int
 }
 
+// TopicPosition is the position a publish took on one of its topics
+// (PublishPositions, PublishWaitPositions).
+type TopicPosition struct {
+	Topic string `json:"topic"`
+	Position
+}
+
+// PublishPositions is PublishMessage that also returns the position the
+// message took on each of its topics that keeps history, in the order of
+// m.Topics (none for the others), so that a publisher can resume from its
+// own message. With a Broker the positions are given when the message
+// comes back from it, not known here: it returns none. Any goroutine.
+func (h *Hub) PublishPositions(m Message) (int, []TopicPosition) {
+	if h.opts.Broker != nil || h.opts.History == nil {
+		return h.PublishMessage(m), nil
+	}
+	if m.Op != codec.OpText && m.Op != codec.OpBinary {
+		return 0, nil
+	}
+	var out []TopicPosition
+	n, _ := h.publishHistory(m.Topics, m.Op, m.Payload, m.Exclude, nil, &out)
+	return n, out
+}
+
 // HistoryMessage is one message of a topic's history (Hub.History).
 type HistoryMessage struct {
 	Offset  uint64
@@ -374,7 +398,9 @@ func position(st []stamp, topic string) Position {
 // history are locked (in name order, so that publishes to several topics
 // cannot deadlock), each gives the message its next offset and stores it,
 // and the message is posted to the event loops before they are unlocked.
-func (h *Hub) publishHistory(topics []string, op codec.OpCode, payload []byte, exclude uint64, res *pubResult) (int, bool) {
+// With out not nil, the positions the message took are appended to *out,
+// in the order of topics.
+func (h *Hub) publishHistory(topics []string, op codec.OpCode, payload []byte, exclude uint64, res *pubResult, out *[]TopicPosition) (int, bool) {
 	var arr [8]stamp
 	st := arr[:0]
 	for locked := false; !locked; {
@@ -412,6 +438,13 @@ func (h *Hub) publishHistory(topics []string, op codec.OpCode, payload []byte, e
 		hs.expire(now)
 		st[i].offset = hs.top + 1
 		hs.add(hs.top+1, hs.top, op, payload, now)
+	}
+	if out != nil {
+		for _, name := range topics {
+			if p := position(st, name); p.Epoch != "" && !slices.ContainsFunc(*out, func(tp TopicPosition) bool { return tp.Topic == name }) {
+				*out = append(*out, TopicPosition{Topic: name, Position: p})
+			}
+		}
 	}
 	n, ok := h.fanout(topics, op, payload, exclude, res, st)
 	for _, s := range st {

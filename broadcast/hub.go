@@ -236,22 +236,39 @@ type Result struct {
 // be reached); the Result then has only this node's Subscriptions, since
 // the delivery happens when the message comes back from the broker.
 func (h *Hub) PublishWait(ctx context.Context, m Message) (Result, error) {
+	res, _, err := h.PublishWaitPositions(ctx, m)
+	return res, err
+}
+
+// PublishWaitPositions is PublishWait that also returns the positions the
+// message took on its topics that keep history, as PublishPositions does
+// (none with a Broker). Any goroutine.
+func (h *Hub) PublishWaitPositions(ctx context.Context, m Message) (Result, []TopicPosition, error) {
 	if h.opts.Broker != nil {
 		if m.Op != codec.OpText && m.Op != codec.OpBinary {
-			return Result{}, nil
+			return Result{}, nil, nil
 		}
 		n, err := h.toBroker(ctx, m, true)
-		return Result{Subscriptions: n}, err
+		return Result{Subscriptions: n}, nil, err
 	}
 	res := &pubResult{done: make(chan struct{})}
-	n, ok := h.publish(m.Topics, m.Op, m.Payload, m.Exclude, res)
+	var (
+		n   int
+		ok  bool
+		pos []TopicPosition
+	)
+	if h.opts.History != nil && (m.Op == codec.OpText || m.Op == codec.OpBinary) {
+		n, ok = h.publishHistory(m.Topics, m.Op, m.Payload, m.Exclude, res, &pos)
+	} else {
+		n, ok = h.publish(m.Topics, m.Op, m.Payload, m.Exclude, res)
+	}
 	if !ok {
-		return Result{Subscriptions: n, Overloaded: int(res.overloaded.Load())}, nil
+		return Result{Subscriptions: n, Overloaded: int(res.overloaded.Load())}, pos, nil
 	}
 	select {
 	case <-res.done:
 	case <-ctx.Done():
-		return Result{Subscriptions: n}, ctx.Err()
+		return Result{Subscriptions: n}, pos, ctx.Err()
 	}
 	return Result{
 		Subscriptions: n,
@@ -259,7 +276,7 @@ func (h *Hub) PublishWait(ctx context.Context, m Message) (Result, error) {
 		Dropped:       int(res.dropped.Load()),
 		Closed:        int(res.closed.Load()),
 		Overloaded:    int(res.overloaded.Load()),
-	}, nil
+	}, pos, nil
 }
 
 // pubResult gathers a PublishWait's counts from the loops.
@@ -276,7 +293,7 @@ func (h *Hub) publish(topics []string, op codec.OpCode, payload []byte, exclude 
 		return 0, false
 	}
 	if h.opts.History != nil {
-		return h.publishHistory(topics, op, payload, exclude, res)
+		return h.publishHistory(topics, op, payload, exclude, res, nil)
 	}
 	return h.fanout(topics, op, payload, exclude, res, nil)
 }

@@ -202,11 +202,11 @@ func (a *admin) publish(w http.ResponseWriter, r *http.Request) {
 		a.clusterPublish(ctx, w, m, node)
 		return
 	}
-	res, err := a.hub.PublishWait(ctx, m)
+	res, pos, err := a.hub.PublishWaitPositions(ctx, m)
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
 		// The loops have not all handled it yet; it still goes out.
-		writeJSON(w, http.StatusAccepted, publishPending{Recipients: res.Subscriptions, Topics: topics, Pending: true})
+		writeJSON(w, http.StatusAccepted, publishPending{Recipients: res.Subscriptions, Topics: topics, Pending: true, Positions: pos})
 		return
 	case err != nil:
 		writeError(w, http.StatusServiceUnavailable, "publish: "+err.Error())
@@ -214,7 +214,7 @@ func (a *admin) publish(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, publishResult{
 		Recipients: res.Subscriptions, Queued: res.Queued, Dropped: res.Dropped, Closed: res.Closed,
-		Overloaded: res.Overloaded, Topics: topics,
+		Overloaded: res.Overloaded, Topics: topics, Positions: pos,
 	})
 }
 
@@ -227,15 +227,19 @@ type publishResult struct {
 	Closed     int      `json:"closed"`     // connections at -max-buffered closed instead (-slow-policy close)
 	Overloaded int      `json:"overloaded"` // event loops that skipped it, -max-queued behind
 	Topics     []string `json:"topics"`
+	// Positions the message took on its topics that keep history
+	// (-history; history.go), alone: in a cluster none.
+	Positions []broadcast.TopicPosition `json:"positions,omitempty"`
 }
 
 // publishPending is the answer to POST /api/publish when the event loops
 // have not all handled the message within admin.wait: it is published,
 // but what became of it is not known yet.
 type publishPending struct {
-	Recipients int      `json:"recipients"`
-	Topics     []string `json:"topics"`
-	Pending    bool     `json:"pending"`
+	Recipients int                       `json:"recipients"`
+	Topics     []string                  `json:"topics"`
+	Pending    bool                      `json:"pending"`
+	Positions  []broadcast.TopicPosition `json:"positions,omitempty"`
 }
 
 // defaultPublishWait is how long POST /api/publish waits for the event

@@ -254,3 +254,22 @@ func pushSubscribed(c *engine.Conn, topic string, rec broadcast.Recovery, resume
 	b, _ := json.Marshal(a)
 	_ = c.Write(codec.OpText, b)
 }
+
+// pushPublished acknowledges a client's publish: {"op":"published",
+// "topic":"room.1"}, with the "offset" and "epoch" the message took when
+// the topic keeps history (alone; in a cluster the stream gives it the
+// position when it comes back, and the ack has none).
+func pushPublished(c *engine.Conn, topic string, pos []broadcast.TopicPosition) {
+	type ack struct {
+		Op     string  `json:"op"`
+		Topic  string  `json:"topic"`
+		Offset *uint64 `json:"offset,omitempty"`
+		Epoch  string  `json:"epoch,omitempty"`
+	}
+	a := ack{Op: "published", Topic: topic}
+	if len(pos) > 0 {
+		a.Offset, a.Epoch = &pos[0].Offset, pos[0].Epoch
+	}
+	b, _ := json.Marshal(a)
+	_ = c.Write(codec.OpText, b)
+}

@@ -392,17 +392,17 @@ func (h *pushHandler) OnMessage(c *engine.Conn, op codec.OpCode, p []byte) {
 			pushError(c, codeUnavailable, m.Topic, "the cluster's NATS is unreachable: nothing was sent; try again later")
 			return
 		}
+		msg := broadcast.Message{Topics: []string{m.Topic}, Op: codec.OpText, Payload: []byte(m.Data)}
 		if m.DataBase64 != "" {
 			data, err := base64.StdEncoding.DecodeString(m.DataBase64)
 			if err != nil {
 				pushError(c, codeBadRequest, m.Topic, "data_base64 is not valid base64")
 				return
 			}
-			h.hub.Publish(m.Topic, codec.OpBinary, data)
-		} else {
-			h.hub.Publish(m.Topic, codec.OpText, []byte(m.Data))
+			msg.Op, msg.Payload = codec.OpBinary, data
 		}
-		pushReply(c, "published", m.Topic)
+		_, pos := h.hub.PublishPositions(msg)
+		pushPublished(c, m.Topic, pos)
 	}
 }
 
