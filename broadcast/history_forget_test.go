@@ -3,11 +3,15 @@ package broadcast_test
 import (
 	"context"
 	"fmt"
+	"runtime"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/wsdproject/wsd/broadcast"
+	"github.com/wsdproject/wsd/codec"
 )
 
 // TestHistoryForget: a server that sees many short-lived topics with
@@ -161,4 +165,37 @@ func TestHistorySeedEmptyPage(t *testing.T) {
 	if msgs, pos, _ := hub.History("h.x", 0, 0); len(msgs) != 0 || pos != (broadcast.Position{Offset: 42, Epoch: "E"}) {
 		t.Fatalf("after an empty page after 42: %+v at %+v, want nothing at offset 42 of E", msgs, pos)
 	}
+}
+
+// TestHistoryForgetMemory: 100,000 topics published once each, one a
+// second, with a TTL of a minute, leave about sixty histories and almost
+// no memory (each history kept would be about 1.7 KB: 169 MB in all).
+func TestHistoryForgetMemory(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's memory")
+	}
+	hub := broadcast.New(broadcast.Options{History: func(string) broadcast.HistoryPolicy {
+		return broadcast.HistoryPolicy{Size: 100, TTL: time.Minute}
+	}})
+	clk := &clock{}
+	clk.t.Store(time.Now().UnixNano())
+	broadcast.SetHistoryClock(hub, clk.now)
+	payload := []byte(strings.Repeat("x", 64))
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	const topics = 100000
+	for i := range topics {
+		hub.Publish("user."+strconv.Itoa(i), codec.OpText, payload)
+		clk.advance(time.Second)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	grown := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	st := hub.HistoryStats()
+	t.Logf("%d topics, one a second, TTL 1m: heap %+d B; %+v", topics, grown, st)
+	if st.Topics > 100 || grown > 16<<20 {
+		t.Errorf("%d histories and %d bytes of heap left by %d topics published once", st.Topics, grown, topics)
+	}
+	runtime.KeepAlive(hub)
 }
