@@ -28,6 +28,9 @@ type HistoryPolicy struct {
 	// negative: the topic keeps no history.
 	Size int
 	// TTL is how long a message is kept. 0 or negative: no age limit.
+	// A topic none of whose messages is younger than TTL and that has no
+	// subscriber is forgotten (HistoryStats.Forgotten): it starts again
+	// in a new epoch, and positions from before do not recover.
 	TTL time.Duration
 }
 
