@@ -201,7 +201,7 @@ func (b *Broker) Publish(m *broadcast.BrokerMessage) error {
 	gen := b.nc.Stats().Reconnects
 	p := &b.pub
 	p.mu.Lock()
-	err := b.publishLocked(m, gen)
+	err := b.publishLocked(m, gen, nil)
 	p.mu.Unlock()
 	if err != nil {
 		b.errs.Add(1)
@@ -210,8 +210,10 @@ func (b *Broker) Publish(m *broadcast.BrokerMessage) error {
 }
 
 // publishLocked sends m; b.pub.mu is held, so that the copies of a message
-// follow each other on the connection and ids grow in send order.
-func (b *Broker) publishLocked(m *broadcast.BrokerMessage, gen uint64) error {
+// follow each other on the connection and ids grow in send order. A copy
+// to a topic with history asks for the stream's PubAck (publishStored),
+// appended to acks if not nil.
+func (b *Broker) publishLocked(m *broadcast.BrokerMessage, gen uint64, acks *[]*pubAck) error {
 	p := &b.pub
 	p.seq++
 	if n := len(p.unconfirmed); n == 0 || p.unconfirmed[n-1].gen != gen {
@@ -223,11 +225,16 @@ func (b *Broker) publishLocked(m *broadcast.BrokerMessage, gen uint64) error {
 		p.body = body[:0] // keep the scratch buffer, unless a huge message grew it
 	}
 	for _, t := range m.Topics {
-		p.subj = b.appendPublishSubject(p.subj[:0], t)
+		stored := b.hasHistory(t)
+		p.subj = b.appendPublishSubject(p.subj[:0], t, stored)
 		// nats.go copies the subject into its write buffer and keeps no
 		// reference, so the scratch bytes can stand in for a string.
 		subj := unsafe.String(unsafe.SliceData(p.subj), len(p.subj))
-		if err := b.nc.Publish(subj, body); err != nil {
+		if stored {
+			if err := b.publishStored(subj, t, body, p.seq, acks); err != nil {
+				return err
+			}
+		} else if err := b.nc.Publish(subj, body); err != nil {
 			return publishError(err)
 		}
 		b.out.Add(1)
@@ -251,7 +258,9 @@ func publishError(err error) error {
 
 // Flush implements broadcast.Broker: it returns nil once the server has
 // received every message published before the call (a NATS ping and its
-// pong, nats.Conn.FlushWithContext). It wraps
+// pong, nats.Conn.FlushWithContext) and, with History, the stream has
+// stored every publish to a topic with history made before it (their
+// PubAcks; a failure wraps ErrNotStored, see history_publish.go). It wraps
 // broadcast.ErrBrokerUnavailable when the connection is down, when the
 // server does not answer within ctx (or Options.RequestTimeout if ctx has
 // no deadline), and when the connection was lost or re-established since
@@ -267,6 +276,7 @@ func (b *Broker) Flush(ctx context.Context) error {
 		}
 		return errNotConnected
 	}
+	start := time.Now()
 	p := &b.pub
 	p.mu.Lock()
 	seq := p.seq
@@ -287,6 +297,9 @@ func (b *Broker) Flush(ctx context.Context) error {
 	p.mu.Unlock()
 	if err == nil && pending && oldest != gen {
 		err = errReconnected
+	}
+	if err == nil && b.hist != nil {
+		err = b.waitStored(ctx, seq, start)
 	}
 	return err
 }
@@ -562,6 +575,7 @@ func (b *Broker) stopServer() {
 
 func (b *Broker) onDisconnect(_ *nats.Conn, err error) {
 	b.nextEpoch()
+	b.historyDisconnected()
 	if b.isClosed() {
 		return
 	}

@@ -51,6 +51,10 @@ type historyState struct {
 	lastEpoch string
 
 	repaired, gaps atomic.Int64
+
+	acks              ackTable    // stored publishes waiting for their PubAck (history_publish.go)
+	recreating        atomic.Bool // recreateStream is running
+	stored, notStored atomic.Int64
 }
 
 // historyStreamName is the stream of a prefix: "WSD_HISTORY" for "wsd".
@@ -68,9 +72,10 @@ func (b *Broker) hasHistory(topic string) bool {
 	return b.hist != nil && b.opts.History(topic).Size > 0
 }
 
-// appendPublishSubject appends the subject a publish to topic goes to.
-func (b *Broker) appendPublishSubject(dst []byte, topic string) []byte {
-	if b.hasHistory(topic) {
+// appendPublishSubject appends the subject a publish to topic goes to;
+// stored reports a topic with history (b.hasHistory).
+func (b *Broker) appendPublishSubject(dst []byte, topic string, stored bool) []byte {
+	if stored {
 		return b.storedSubject(dst, topic)
 	}
 	return appendTopicSubject(dst, b.opts.Prefix, topic)
@@ -94,6 +99,9 @@ func (b *Broker) startHistory() error {
 		return fmt.Errorf("natsbroker: JetStream: %w", err)
 	}
 	b.hist = &historyState{js: js, name: historyStreamName(b.opts.Prefix), last: map[string]uint64{}}
+	if err := b.startAcks(); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*b.opts.RequestTimeout)
 	defer cancel()
 	s, err := b.createStream(ctx)
@@ -300,6 +308,11 @@ func (b *Broker) FetchHistory(ctx context.Context, topic string, after uint64, l
 type HistoryStats struct {
 	Gaps     int64 // republished messages that came after a gap
 	Repaired int64 // messages read from the stream to fill gaps
+	// Stored counts the publishes to topics with history that the stream
+	// confirmed (a PubAck with a sequence), one per topic; NotStored the
+	// ones it refused, did not confirm within RequestTimeout, or whose
+	// connection was lost before the PubAck (history_publish.go).
+	Stored, NotStored int64
 }
 
 // HistoryStats returns the JetStream history counters.
@@ -307,5 +320,6 @@ func (b *Broker) HistoryStats() HistoryStats {
 	if b.hist == nil {
 		return HistoryStats{}
 	}
-	return HistoryStats{Gaps: b.hist.gaps.Load(), Repaired: b.hist.repaired.Load()}
+	h := b.hist
+	return HistoryStats{Gaps: h.gaps.Load(), Repaired: h.repaired.Load(), Stored: h.stored.Load(), NotStored: h.notStored.Load()}
 }
