@@ -51,9 +51,9 @@ type pubAck struct {
 	pub      uint64 // the publish's seq (publisher.seq)
 	topic    string
 	deadline time.Time
-	done     chan struct{} // closed once seq/epoch or err is set
+	done     chan struct{} // closed once seq or err is set
 	seq      uint64
-	epoch    string
+	stale    bool // seq is not above the last one seen in the epoch known: the stream was created again?
 	err      error
 }
 
@@ -74,6 +74,8 @@ type ackTable struct {
 	next     uint64
 	pending  map[uint64]*pubAck
 	failures []ackFailure
+	top      uint64 // the highest sequence acknowledged in epoch topEpoch
+	topEpoch string
 }
 
 // maxFailures bounds the failures kept for Flush.
@@ -184,7 +186,15 @@ func (b *Broker) settleLocked(pa *pubAck, seq uint64, fail error, now time.Time)
 		}
 		a.failures = append(a.failures, ackFailure{pub: pa.pub, at: now, err: fail})
 	} else {
-		pa.seq, pa.epoch = seq, b.HistoryEpoch()
+		a := &h.acks
+		pa.seq = seq
+		if ep := b.HistoryEpoch(); ep != a.topEpoch {
+			a.top, a.topEpoch = seq, ep
+		} else if seq <= a.top {
+			pa.stale = true
+		} else {
+			a.top = seq
+		}
 		h.stored.Add(1)
 	}
 	close(pa.done)
@@ -333,6 +343,7 @@ func (b *Broker) PublishStored(ctx context.Context, m *broadcast.BrokerMessage) 
 	}
 	pos := make([]broadcast.TopicPosition, 0, len(acks))
 	var first error
+	stale := b.hist.recreating.Load()
 	for _, pa := range acks {
 		if err := b.waitAck(ctx, pa); err != nil {
 			if first == nil {
@@ -340,7 +351,19 @@ func (b *Broker) PublishStored(ctx context.Context, m *broadcast.BrokerMessage) 
 			}
 			continue
 		}
-		pos = append(pos, broadcast.TopicPosition{Topic: pa.topic, Position: broadcast.Position{Offset: pa.seq, Epoch: pa.epoch}})
+		stale = stale || pa.stale
+		pos = append(pos, broadcast.TopicPosition{Topic: pa.topic, Position: broadcast.Position{Offset: pa.seq}})
+	}
+	if stale || b.hist.recreating.Load() {
+		// The stream may have been created again (here or by another
+		// node) and its epoch not read yet: read it before giving it.
+		if err := b.ensureStream(ctx); err != nil && first == nil {
+			first = fmt.Errorf("natsbroker: reading the epoch of a stream created again: %w", err)
+		}
+	}
+	epoch := b.HistoryEpoch()
+	for i := range pos {
+		pos[i].Epoch = epoch
 	}
 	if first != nil {
 		b.errs.Add(1)

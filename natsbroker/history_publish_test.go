@@ -297,3 +297,39 @@ func TestHistoryPublishWaitNotStored(t *testing.T) {
 		return err == nil
 	})
 }
+
+// BenchmarkPublishStored measures a publish on a broker with history
+// (a memory stream on a loopback JetStream server): Publish alone to a
+// plain topic and to a topic with history (which asks for a PubAck it
+// does not wait for), and PublishStored, one publish at a time waiting
+// for its PubAck.
+func BenchmarkPublishStored(b *testing.B) {
+	s := runJetStream(b, -1, b.TempDir())
+	br := newBroker(b, Options{URLs: []string{s.ClientURL()}, History: historyPolicy,
+		HistoryLimits: broadcast.HistoryPolicy{Size: 50}, HistoryMemory: true})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, c := range []struct {
+		name, topic string
+		wait        bool
+	}{{"Publish/plain", "plain", false}, {"Publish/history", "h.bench", false}, {"PublishStored/history", "h.bench", true}} {
+		b.Run(c.name, func(b *testing.B) {
+			m := textMsg(br, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", c.topic)
+			b.ReportAllocs()
+			for b.Loop() {
+				var err error
+				if c.wait {
+					_, err = br.PublishStored(ctx, m)
+				} else {
+					err = br.Publish(m)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := br.Flush(ctx); err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+}
