@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -26,6 +27,8 @@ import (
 // is anonymous (-auth optional) or must send {"op":"auth","token":...} as
 // its first message within -auth-timeout (-auth required): until then the
 // mode does not see the connection (no OnOpen: no subscription, no room).
+// What a client sends while its auth message's token is checked off the
+// loop is held (bounded) and handled in order after the answer.
 // While connected a token's "exp" is enforced: {"op":"expired"}, then
 // -auth-refresh-grace to send {"op":"refresh","token":...}, else close
 // 4003. The deadlines are the connections' engine timers (Conn.SetTimer),
@@ -54,6 +57,35 @@ type authn struct {
 	log *zap.Logger
 	// counts are exported on /metrics (auth_metrics.go).
 	counts authCounts
+	// The messages held while an auth message's token is checked off the
+	// loop: at most holdCount, of holdBytes together.
+	holdCount, holdBytes int
+	// refusedLog and closedLog let the refusals' and closes' log lines
+	// through at most once a second each: a client can cause them at will.
+	refusedLog, closedLog logLimiter
+}
+
+// maxHeld is how many messages a connection may send after an auth
+// message and before its answer, while the token is checked off the loop.
+const maxHeld = 16
+
+// logLimiter lets one log line of a kind through per second and counts
+// the others, like the engine's limit logs.
+type logLimiter struct {
+	last       atomic.Int64 // unix ns of the last line let through
+	suppressed atomic.Int64 // lines held back since
+}
+
+// allow reports whether a line may be written now, and how many were held
+// back since the last one. Any goroutine.
+func (l *logLimiter) allow() (bool, int64) {
+	now := time.Now().UnixNano()
+	last := l.last.Load()
+	if now-last < int64(time.Second) || !l.last.CompareAndSwap(last, now) {
+		l.suppressed.Add(1)
+		return false, 0
+	}
+	return true, l.suppressed.Swap(0)
 }
 
 // newAuthn returns the authentication of cfg, or nil with -auth off.
@@ -62,12 +94,24 @@ func newAuthn(cfg *config, connID func(uint64) string) *authn {
 	if !a.on() {
 		return nil
 	}
-	g := &authn{cfg: a, connID: connID, onLoop: a.jwt == nil || a.jwtOnLoop, log: zap.NewNop()}
+	g := &authn{cfg: a, connID: connID, onLoop: a.jwt == nil || a.jwtOnLoop, log: zap.NewNop(), holdCount: maxHeld, holdBytes: int(cfg.MaxMessageSize)}
+	if cfg.MaxMessageSize <= 0 || cfg.MaxMessageSize > 16<<20 {
+		g.holdBytes = 16 << 20 // -max-message-size 0 (no limit), or more than the default
+	}
 	g.reg.init()
 	if !g.onLoop || a.basic != nil {
 		g.pool = auth.NewPool(auth.PoolOptions{Workers: a.CheckWorkers})
 	}
 	return g
+}
+
+// close stops the check pool: the checks still queued are answered
+// ErrClosed, and close returns once the running ones are done. After the
+// engine has shut down. Safe on a nil authn.
+func (g *authn) close() {
+	if g != nil && g.pool != nil {
+		g.pool.Close()
+	}
 }
 
 // wrap puts the authentication around md's handler and upgrade hook.
@@ -118,7 +162,7 @@ func (g *authn) upgrade(next func(*engine.Request) *engine.Response) func(*engin
 				return resp
 			}
 		}
-		modeCtx := r.Context
+		modeCtx, remote := r.Context, r.RemoteAddr()
 		header := r.Header("Authorization")
 		token, bearer := auth.Bearer(header)
 		basic := len(header) > 6 && strings.EqualFold(header[:6], "basic ")
@@ -128,7 +172,7 @@ func (g *authn) upgrade(next func(*engine.Request) *engine.Response) func(*engin
 		var check func() (*auth.Identity, error)
 		switch {
 		case basic && g.cfg.basic == nil, token != "" && g.cfg.jwt == nil:
-			return g.refused(auth.ErrNoCredentials, "this server does not take these credentials")
+			return g.refused(remote, auth.ErrNoCredentials, "this server does not take these credentials")
 		case basic:
 			if id, ok := g.cfg.basic.Cached(header); ok {
 				return g.accepted(r, modeCtx, id)
@@ -138,7 +182,7 @@ func (g *authn) upgrade(next func(*engine.Request) *engine.Response) func(*engin
 			if g.onLoop {
 				id, err := g.cfg.jwt.Verify(token, time.Now())
 				if err != nil {
-					return g.refused(err, "")
+					return g.refused(remote, err, "")
 				}
 				return g.accepted(r, modeCtx, id)
 			}
@@ -157,7 +201,7 @@ func (g *authn) upgrade(next func(*engine.Request) *engine.Response) func(*engin
 			return check()
 		}, func(id *auth.Identity, err error) {
 			if err != nil {
-				p.Reject(g.refused(err, ""))
+				p.Reject(g.refused(remote, err, ""))
 				return
 			}
 			if t, bad := forbiddenTopic(id, topicsOf(modeCtx)); bad {
@@ -167,7 +211,7 @@ func (g *authn) upgrade(next func(*engine.Request) *engine.Response) func(*engin
 			p.Accept(&authCtx{id: id, next: modeCtx})
 		})
 		if err != nil {
-			p.Reject(g.refused(err, ""))
+			p.Reject(g.refused(remote, err, ""))
 		}
 		return nil
 	}
@@ -183,8 +227,9 @@ func (g *authn) accepted(r *engine.Request, modeCtx any, id *auth.Identity) *eng
 }
 
 // refused is the 401 (or 503, 500) of a refused credential: the reason, never
-// the credential.
-func (g *authn) refused(err error, reason string) *engine.Response {
+// the credential. It is logged with the client's address (remote), at most
+// once a second. Any goroutine.
+func (g *authn) refused(remote net.Addr, err error, reason string) *engine.Response {
 	if reason == "" {
 		if ae, ok := err.(*auth.Error); ok {
 			reason = ae.Reason
@@ -192,11 +237,17 @@ func (g *authn) refused(err error, reason string) *engine.Response {
 			reason = "authentication failed"
 		}
 	}
-	if ce := g.log.Check(zap.DebugLevel, "upgrade refused"); ce != nil {
-		ce.Write(zap.String("reason", reason))
-	}
 	h := http.Header{"Content-Type": {"text/plain; charset=utf-8"}}
 	status := auth.Status(err)
+	if ce := g.log.Check(zap.DebugLevel, "upgrade refused"); ce != nil {
+		if ok, suppressed := g.refusedLog.allow(); ok {
+			addr := ""
+			if remote != nil {
+				addr = remote.String()
+			}
+			ce.Write(zap.String("remote", addr), zap.Int("status", status), zap.String("reason", reason), zap.Int64("suppressed_since_last_log", suppressed))
+		}
+	}
 	g.counts.countRefusal(status)
 	if status == http.StatusUnauthorized {
 		var ch []string
@@ -225,10 +276,13 @@ type session struct {
 	id atomic.Pointer[auth.Identity] // nil until the auth message is accepted; read by the admin API
 
 	// Loop only.
-	opened   bool  // the mode's OnOpen ran
-	checking bool  // an auth or refresh token is being checked off the loop
-	expired  int64 // when {"op":"expired"} was sent (unix ns); 0: not sent for this token
-	authBy   int64 // -auth required without credentials: the auth message's deadline (unix ns)
+	opened    bool // the mode's OnOpen ran
+	checking  bool // an auth or refresh token is being checked off the loop
+	holding   bool // it is an auth message's: the messages after it wait in held
+	held      []heldMessage
+	heldBytes int
+	expired   int64 // when {"op":"expired"} was sent (unix ns); 0: not sent for this token
+	authBy    int64 // -auth required without credentials: the auth message's deadline (unix ns)
 }
 
 // authHandler is the mode's handler behind the authentication.
@@ -290,6 +344,7 @@ func (h *authHandler) OnClose(c *engine.Conn, err error) {
 	if s == nil {
 		return
 	}
+	s.held = nil
 	g.reg.remove(s)
 	if s.opened {
 		h.next.OnClose(c, err)
@@ -310,6 +365,10 @@ func (h *authHandler) OnMessage(c *engine.Conn, op codec.OpCode, p []byte) {
 	g := h.g
 	s := g.reg.get(c)
 	if s == nil {
+		return
+	}
+	if s.holding {
+		h.hold(s, op, p)
 		return
 	}
 	if !s.opened {
@@ -339,10 +398,6 @@ func (h *authHandler) OnMessage(c *engine.Conn, op codec.OpCode, p []byte) {
 // it must be {"op":"auth","token":...}. Loop only.
 func (h *authHandler) first(s *session, op codec.OpCode, p []byte) {
 	c := s.c
-	if s.checking {
-		h.g.closeConn(c, closeAuthBadMessage, "send nothing before the answer to the auth message")
-		return
-	}
 	var m authMessage
 	if op != codec.OpText || len(p) > h.g.maxAuthMessage() || json.Unmarshal(p, &m) != nil || m.Op != "auth" {
 		h.g.closeConn(c, closeAuthBadMessage, `authentication required: the first message is {"op":"auth","token":"..."}`)
@@ -368,7 +423,7 @@ func (h *authHandler) verify(s *session, token string, refresh bool) {
 		h.verified(s, id, err, refresh)
 		return
 	}
-	s.checking = true
+	s.checking, s.holding = true, !refresh
 	res := &authResult{h: h, s: s, refresh: refresh}
 	err := g.pool.Submit(func() (*auth.Identity, error) {
 		return g.cfg.jwt.Verify(token, time.Now())
@@ -377,8 +432,43 @@ func (h *authHandler) verify(s *session, token string, refresh bool) {
 		s.c.Loop().Post(res)
 	})
 	if err != nil {
-		s.checking = false
+		s.checking, s.holding = false, false
 		h.verified(s, nil, err, refresh)
+	}
+}
+
+// heldMessage is a message that came while an auth message's token was
+// checked off the loop.
+type heldMessage struct {
+	op codec.OpCode
+	p  []byte
+}
+
+// hold keeps a copy of a message that came while an auth message's token
+// is checked off the loop, to be handled once the check succeeds (replay).
+// Past holdCount messages or holdBytes bytes the connection is closed with
+// 4000. Loop only.
+func (h *authHandler) hold(s *session, op codec.OpCode, p []byte) {
+	g := h.g
+	if len(s.held) >= g.holdCount || s.heldBytes+len(p) > g.holdBytes {
+		g.closeConn(s.c, closeAuthBadMessage, "too much sent before the answer to the auth message")
+		return
+	}
+	s.held = append(s.held, heldMessage{op, append([]byte(nil), p...)})
+	s.heldBytes += len(p)
+}
+
+// replay handles the held messages, in order, once an auth message is
+// answered. One of them may be another auth message whose check runs off
+// the loop: the ones after it are held again, behind it. Loop only.
+func (h *authHandler) replay(s *session) {
+	held := s.held
+	s.held, s.heldBytes = nil, 0
+	for _, m := range held {
+		if !s.c.IsOpen() {
+			return
+		}
+		h.OnMessage(s.c, m.op, m.p)
 	}
 }
 
@@ -392,9 +482,14 @@ type authResult struct {
 }
 
 func (r *authResult) Run(*engine.Loop) {
-	r.s.checking = false
-	if r.s.c.IsOpen() {
-		r.h.verified(r.s, r.id, r.err, r.refresh)
+	s := r.s
+	s.checking, s.holding = false, false
+	if !s.c.IsOpen() {
+		return
+	}
+	r.h.verified(s, r.id, r.err, r.refresh)
+	if len(s.held) > 0 && s.c.IsOpen() {
+		r.h.replay(s)
 	}
 }
 
@@ -537,6 +632,12 @@ func (h *pushHandler) mayPublish(c *engine.Conn, topic string) bool {
 	return topicAllowed(h.allowed, topic)
 }
 
+// mayTalk reports whether c may send messages to room, its chat room: its
+// identity's "publish" with -auth, always without.
+func (h *chatHandler) mayTalk(c *engine.Conn, room string) bool {
+	return h.perm == nil || h.perm.canPublish(c, room)
+}
+
 // maySubscribe reports whether c may subscribe to topic (always, without
 // -auth).
 func (h *pushHandler) maySubscribe(c *engine.Conn, topic string) bool {
@@ -626,16 +727,19 @@ func (r *registry) userConns(user string) []*engine.Conn {
 }
 
 // closeConn closes c for a reason of authentication, with one of the
-// 4000-4004 codes. Loop only.
+// 4000-4004 codes, and logs it (at most once a second). Loop only.
 func (g *authn) closeConn(c *engine.Conn, code codec.StatusCode, reason string) {
 	if ce := g.log.Check(zap.DebugLevel, "closed by authentication"); ce != nil {
-		user := ""
-		if s := g.reg.get(c); s != nil {
-			if id := s.id.Load(); id != nil {
-				user = id.Sub
+		if ok, suppressed := g.closedLog.allow(); ok {
+			user := ""
+			if s := g.reg.get(c); s != nil {
+				if id := s.id.Load(); id != nil {
+					user = id.Sub
+				}
 			}
+			ce.Write(zap.Uint64("id", c.ID()), zap.String("user", user), zap.Int("code", int(code)), zap.String("reason", reason),
+				zap.Int64("suppressed_since_last_log", suppressed))
 		}
-		ce.Write(zap.Uint64("id", c.ID()), zap.String("user", user), zap.Int("code", int(code)), zap.String("reason", reason))
 	}
 	g.counts.countClose(code)
 	c.CloseNow(code, reason)

@@ -468,7 +468,7 @@ func TestAuthOptional(t *testing.T) {
 func TestAuthChat(t *testing.T) {
 	k := newTestKeys(t)
 	td := startWSD(t, "-mode", "chat", "-auth", "required", "-auth-jwt-key", k.secretFile, "-auth-jwt-alg", "HS")
-	tok := mint(t, k.hs, func(c *auth.Claims) { c.Topics = []string{"room.*"} })
+	tok := mint(t, k.hs, func(c *auth.Claims) { c.Topics, c.Publish = []string{"room.*"}, []string{"room.*"} })
 	a := td.dialHeader(t, "/room.a", bearer(tok))
 	b := td.dialHeader(t, "/room.a", nil)
 	sendJSON(t, b, map[string]string{"op": "auth", "token": tok})

@@ -52,7 +52,7 @@ func startWSD(t *testing.T, args ...string) *testDaemon {
 		td.admin.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
 		defer cancel()
-		if err := d.engine.Shutdown(ctx); err != nil && !errors.Is(err, engine.ErrEngineClosed) {
+		if err := d.shutdown(ctx); err != nil && !errors.Is(err, engine.ErrEngineClosed) {
 			t.Errorf("engine Shutdown: %v", err)
 		}
 		if err := <-runErr; !errors.Is(err, engine.ErrEngineClosed) {

@@ -154,6 +154,11 @@ func newDaemon(cfg *config) (d *daemon, err error) {
 	opts.OnUpgrade, opts.HTTPHandler = md.onUpgrade, md.httpHandler
 	if d.auth = md.auth; d.auth != nil {
 		d.auth.log = log
+		defer func() {
+			if err != nil { // newDaemon's error: nothing will shut it down
+				d.auth.close()
+			}
+		}()
 	}
 	if cfg.TLSClientCA != "" && log.Core().Enabled(zap.DebugLevel) {
 		opts.OnUpgrade = logClientCert(md.onUpgrade, log)
@@ -232,10 +237,18 @@ wait:
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.CloseTimeout+5*time.Second)
 	defer cancel()
-	if err := d.engine.Shutdown(ctx); err != nil {
+	if err := d.shutdown(ctx); err != nil {
 		d.log.Warn("shutdown", zap.Error(err))
 	}
 	return nil
+}
+
+// shutdown closes the connections and stops the engine, then what served
+// them: the authentication's check workers.
+func (d *daemon) shutdown(ctx context.Context) error {
+	err := d.engine.Shutdown(ctx)
+	d.auth.close()
+	return err
 }
 
 // engineOptions maps the daemon's config onto engine.Options. In the

@@ -49,7 +49,7 @@ func newModeOf(cfg *config, hub *broadcast.Hub, cl *cluster, g *authn) (*mode, e
 	case "echo":
 		return &mode{handler: echoHandler{}}, nil
 	case "chat":
-		ch := &chatHandler{hub: hub, skipSender: cfg.SkipSender}
+		ch := &chatHandler{hub: hub, skipSender: cfg.SkipSender, perm: g.guard()}
 		handler := hub.Handler(ch)
 		if cl != nil {
 			ch.presence, ch.changed = broadcast.New(hubOptions(cfg)), cl.presenceChanged
@@ -137,6 +137,7 @@ type chatHandler struct {
 	// presence topics are on hub.
 	presence *broadcast.Hub
 	changed  func()
+	perm     topicGuard // -auth: who may talk in a room (auth.go); nil when off
 }
 
 func (h *chatHandler) OnOpen(c *engine.Conn) {
@@ -153,7 +154,12 @@ func (h *chatHandler) OnOpen(c *engine.Conn) {
 }
 
 func (h *chatHandler) OnMessage(c *engine.Conn, op codec.OpCode, p []byte) {
-	m := broadcast.Message{Topics: []string{c.Context().(*chatConn).room}, Op: op, Payload: p}
+	room := c.Context().(*chatConn).room
+	if !h.mayTalk(c, room) {
+		pushError(c, codeForbidden, room, "talking in this room is not allowed: this user may only read it")
+		return
+	}
+	m := broadcast.Message{Topics: []string{room}, Op: op, Payload: p}
 	if h.skipSender {
 		m.Exclude = c.ID()
 	}

@@ -28,7 +28,7 @@ func TestBrowserAuth(t *testing.T) {
 	}
 	d := wstest.StartDaemon(t, "-mode", "chat", "-auth", "required", "-auth-jwt-key", keyFile, "-auth-jwt-alg", "HS")
 	token := func(sub string, rooms ...string) string {
-		tok, err := auth.Mint(auth.Config{Alg: auth.AlgHS, Key: secret}, auth.Claims{Subject: sub, ExpiresAt: time.Now().Add(time.Hour), Topics: rooms})
+		tok, err := auth.Mint(auth.Config{Alg: auth.AlgHS, Key: secret}, auth.Claims{Subject: sub, ExpiresAt: time.Now().Add(time.Hour), Topics: rooms, Publish: rooms})
 		if err != nil {
 			t.Fatal(err)
 		}
