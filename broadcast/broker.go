@@ -50,6 +50,19 @@ type Broker interface {
 	Close() error
 }
 
+// A StoredPublisher is a Broker that can publish and wait for its own
+// message only: PublishStored sends m as Publish does and returns once the
+// broker has it, with the position m took on each of its topics that keeps
+// history in the broker (a stream's sequence and epoch), in the order of
+// m.Topics (none for the others). Its error is that publish's own, never
+// another's (wrapping ErrBrokerUnavailable when the broker cannot be
+// reached or did not store m). When a hub's Broker implements it,
+// PublishWait and PublishWaitPositions use it instead of Publish and
+// Flush, and PublishWaitPositions returns its positions.
+type StoredPublisher interface {
+	PublishStored(ctx context.Context, m *BrokerMessage) ([]TopicPosition, error)
+}
+
 // BrokerMessage is one publish as it travels between nodes.
 type BrokerMessage struct {
 	Topics  []string
@@ -95,19 +108,33 @@ func (h *Hub) deliverFromBroker(bm *BrokerMessage) {
 }
 
 // toBroker hands m to the Broker, and with wait waits until the broker
-// accepted it. It returns the subscriptions of m's topics on this node.
-func (h *Hub) toBroker(ctx context.Context, m Message, wait bool) (int, error) {
+// accepted it (PublishStored when the Broker is a StoredPublisher, with
+// the positions it gives; Publish and Flush otherwise). It returns the
+// subscriptions of m's topics on this node.
+func (h *Hub) toBroker(ctx context.Context, m Message, wait bool) (int, []TopicPosition, error) {
 	bm := BrokerMessage{Topics: m.Topics, Op: m.Op, Payload: m.Payload, Origin: h.node, Exclude: m.Exclude}
 	n := h.localCount(m.Topics)
 	h.published.Add(1)
-	err := h.opts.Broker.Publish(&bm)
-	if err == nil && wait {
-		err = h.opts.Broker.Flush(ctx)
+	var (
+		pos []TopicPosition
+		err error
+		sp  StoredPublisher
+	)
+	if wait {
+		sp, _ = h.opts.Broker.(StoredPublisher)
+	}
+	if sp != nil {
+		pos, err = sp.PublishStored(ctx, &bm)
+	} else {
+		err = h.opts.Broker.Publish(&bm)
+		if err == nil && wait {
+			err = h.opts.Broker.Flush(ctx)
+		}
 	}
 	if err != nil {
 		h.brokerErrors.Add(1)
 	}
-	return n, err
+	return n, pos, err
 }
 
 // localCount returns the subscriptions to topics on this node.

@@ -201,3 +201,128 @@ func TestBrokerUnavailable(t *testing.T) {
 	a.hub.Publish("t", codec.OpText, []byte("after"))
 	cl.ExpectText("after") // and not "lost?" first
 }
+
+// storedBroker is a busBroker that is also a StoredPublisher: the topics
+// in history get a position (offset per topic, epoch "s1"), and a payload
+// "refuse" is not stored. Like a broker that cannot tell whose publish
+// failed, its Flush fails once any publish was refused, so a hub that
+// waited with Publish and Flush would report another's failure.
+type storedBroker struct {
+	*busBroker
+	history map[string]bool
+
+	mu      sync.Mutex
+	offsets map[string]uint64
+	refused int
+	stored  int
+}
+
+var errRefused = fmt.Errorf("stored: refused: %w", broadcast.ErrBrokerUnavailable)
+
+func (s *storedBroker) PublishStored(_ context.Context, m *broadcast.BrokerMessage) ([]broadcast.TopicPosition, error) {
+	s.mu.Lock()
+	if string(m.Payload) == "refuse" {
+		s.refused++
+		s.mu.Unlock()
+		return nil, errRefused
+	}
+	if err := s.busBroker.Publish(m); err != nil {
+		s.mu.Unlock()
+		return nil, err
+	}
+	s.stored++
+	var pos []broadcast.TopicPosition
+	for _, t := range m.Topics {
+		if s.history[t] {
+			s.offsets[t]++
+			pos = append(pos, broadcast.TopicPosition{Topic: t, Position: broadcast.Position{Offset: s.offsets[t], Epoch: "s1"}})
+		}
+	}
+	s.mu.Unlock()
+	return pos, nil
+}
+
+func (s *storedBroker) Flush(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.refused > 0 {
+		return errRefused
+	}
+	return nil
+}
+
+func newStoredHub(history ...string) (*broadcast.Hub, *storedBroker) {
+	b := &bus{}
+	sb := &storedBroker{busBroker: b.node("a"), history: map[string]bool{}, offsets: map[string]uint64{}}
+	for _, t := range history {
+		sb.history[t] = true
+	}
+	return broadcast.New(broadcast.Options{Broker: sb}), sb
+}
+
+// TestBrokerPublishStored: with a StoredPublisher, PublishWaitPositions
+// returns the positions it gives (topics with history, in order), and a
+// refused publish fails for its own caller only.
+func TestBrokerPublishStored(t *testing.T) {
+	hub, _ := newStoredHub("news", "sport")
+	ctx := context.Background()
+	_, pos, err := hub.PublishWaitPositions(ctx, broadcast.Message{Topics: []string{"sport", "plain", "news"}, Op: codec.OpText, Payload: []byte("one")})
+	want := []broadcast.TopicPosition{{Topic: "sport", Position: broadcast.Position{Offset: 1, Epoch: "s1"}}, {Topic: "news", Position: broadcast.Position{Offset: 1, Epoch: "s1"}}}
+	if err != nil || !slices.Equal(pos, want) {
+		t.Fatalf("PublishWaitPositions: %+v, %v; want %+v", pos, err, want)
+	}
+	if _, _, err := hub.PublishWaitPositions(ctx, broadcast.Message{Topics: []string{"news"}, Op: codec.OpText, Payload: []byte("refuse")}); !errors.Is(err, errRefused) {
+		t.Fatalf("refused publish: %v, want its refusal", err)
+	}
+	// The broker's Flush now fails for everyone; the next publish is
+	// still told it was stored, with its position.
+	_, pos, err = hub.PublishWaitPositions(ctx, broadcast.Message{Topics: []string{"news"}, Op: codec.OpText, Payload: []byte("two")})
+	if err != nil || !slices.Equal(pos, []broadcast.TopicPosition{{Topic: "news", Position: broadcast.Position{Offset: 2, Epoch: "s1"}}}) {
+		t.Fatalf("after a refusal: %+v, %v", pos, err)
+	}
+	if _, err := hub.PublishWait(ctx, broadcast.Message{Topics: []string{"plain"}, Op: codec.OpText, Payload: []byte("three")}); err != nil {
+		t.Fatalf("PublishWait: %v", err)
+	}
+	if n := hub.Stats().BrokerErrors; n != 1 {
+		t.Fatalf("BrokerErrors = %d, want 1", n)
+	}
+}
+
+// TestBrokerPublishStoredConcurrent: concurrent waited publishes, some
+// refused, each get their own result.
+func TestBrokerPublishStoredConcurrent(t *testing.T) {
+	hub, sb := newStoredHub("news")
+	const n = 16
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	poss := make([][]broadcast.TopicPosition, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			payload := "ok"
+			if i%2 == 1 {
+				payload = "refuse"
+			}
+			_, poss[i], errs[i] = hub.PublishWaitPositions(context.Background(), broadcast.Message{Topics: []string{"news"}, Op: codec.OpText, Payload: []byte(payload)})
+		}()
+	}
+	wg.Wait()
+	seen := map[uint64]bool{}
+	for i := range n {
+		if i%2 == 1 {
+			if !errors.Is(errs[i], errRefused) || poss[i] != nil {
+				t.Errorf("publish %d (refused): %+v, %v", i, poss[i], errs[i])
+			}
+			continue
+		}
+		if errs[i] != nil || len(poss[i]) != 1 || poss[i][0].Topic != "news" || seen[poss[i][0].Offset] {
+			t.Errorf("publish %d: %+v, %v", i, poss[i], errs[i])
+			continue
+		}
+		seen[poss[i][0].Offset] = true
+	}
+	if sb.stored != n/2 || len(seen) != n/2 {
+		t.Errorf("stored %d, %d distinct positions; want %d", sb.stored, len(seen), n/2)
+	}
+}

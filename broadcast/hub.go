@@ -210,7 +210,7 @@ func (h *Hub) PublishMessage(m Message) int {
 		if m.Op != codec.OpText && m.Op != codec.OpBinary {
 			return 0
 		}
-		n, _ := h.toBroker(context.Background(), m, false)
+		n, _, _ := h.toBroker(context.Background(), m, false)
 		return n
 	}
 	n, _ := h.publish(m.Topics, m.Op, m.Payload, m.Exclude, nil)
@@ -241,15 +241,16 @@ func (h *Hub) PublishWait(ctx context.Context, m Message) (Result, error) {
 }
 
 // PublishWaitPositions is PublishWait that also returns the positions the
-// message took on its topics that keep history, as PublishPositions does
-// (none with a Broker). Any goroutine.
+// message took on its topics that keep history, as PublishPositions does.
+// With a Broker they are the ones its PublishStored gives (see
+// StoredPublisher), and none from a Broker that is not one. Any goroutine.
 func (h *Hub) PublishWaitPositions(ctx context.Context, m Message) (Result, []TopicPosition, error) {
 	if h.opts.Broker != nil {
 		if m.Op != codec.OpText && m.Op != codec.OpBinary {
 			return Result{}, nil, nil
 		}
-		n, err := h.toBroker(ctx, m, true)
-		return Result{Subscriptions: n}, nil, err
+		n, pos, err := h.toBroker(ctx, m, true)
+		return Result{Subscriptions: n}, pos, err
 	}
 	res := &pubResult{done: make(chan struct{})}
 	var (
