@@ -90,20 +90,21 @@ type sendResult struct {
 func (a *admin) clusterPublish(ctx context.Context, w http.ResponseWriter, m broadcast.Message, exclude string) {
 	var (
 		n   int
+		pos []broadcast.TopicPosition
 		err error
 	)
 	if exclude == "" {
 		var res broadcast.Result
-		res, err = a.hub.PublishWait(ctx, m)
+		res, pos, err = a.hub.PublishWaitPositions(ctx, m)
 		n = res.Subscriptions
 	} else {
-		n, err = a.cluster.publishExcluding(ctx, a.hub, exclude, m)
+		n, pos, err = a.cluster.publishExcluding(ctx, a.hub, exclude, m)
 	}
 	if err != nil {
 		a.brokerFailure(ctx, w, "publish", err, http.StatusBadGateway)
 		return
 	}
-	writeJSON(w, http.StatusOK, clusterPublishResult{Topics: m.Topics, Node: a.cluster.b.Node(), LocalRecipients: n})
+	writeJSON(w, http.StatusOK, clusterPublishResult{Topics: m.Topics, Node: a.cluster.b.Node(), LocalRecipients: n, Positions: pos})
 }
 
 // clusterPublishResult is the answer to POST /api/publish in a cluster:
@@ -113,34 +114,40 @@ type clusterPublishResult struct {
 	Topics          []string `json:"topics"`
 	Node            string   `json:"node"`             // the node that published it
 	LocalRecipients int      `json:"local_recipients"` // subscriptions to the topics on that node at publish time
+	// Positions the message took in the JetStream history of its topics
+	// that keep history (-history with -nats-url), as the stream stored
+	// it: its sequence and epoch (natsbroker.Broker.PublishStored).
+	Positions []broadcast.TopicPosition `json:"positions,omitempty"`
 }
 
 // publishExcluding publishes m, leaving out connection m.Exclude of node:
 // it goes as if node had published it, since a node applies the exclusion
 // of its own publishes only (broadcast.BrokerMessage.Origin). It returns
-// this node's subscriptions to m's topics, once NATS has the message.
-func (cl *cluster) publishExcluding(ctx context.Context, hub *broadcast.Hub, node string, m broadcast.Message) (int, error) {
+// this node's subscriptions to m's topics, once NATS has the message, and
+// the positions the stream gave it on its topics with history.
+func (cl *cluster) publishExcluding(ctx context.Context, hub *broadcast.Hub, node string, m broadcast.Message) (int, []broadcast.TopicPosition, error) {
 	n := 0
 	for _, t := range m.Topics {
 		n += hub.Count(t)
 	}
 	bm := broadcast.BrokerMessage{Topics: m.Topics, Op: m.Op, Payload: m.Payload, Origin: node, Exclude: m.Exclude}
-	err := cl.b.Publish(&bm)
-	if err == nil {
-		err = cl.b.Flush(ctx)
-	}
+	pos, err := cl.b.PublishStored(ctx, &bm)
 	if err != nil {
 		cl.publishErrors.Add(1)
 	}
-	return n, err
+	return n, pos, err
 }
 
 // brokerFailure answers a request that failed in the broker: 503 with
-// Retry-After while NATS is unreachable (the message may not be
-// delivered), 504 when NATS did not confirm in time, otherwise other with
-// the broker's reason.
+// Retry-After when the JetStream history did not store the message (the
+// stream refused it or did not ack it) or while NATS is unreachable (the
+// message may not be delivered), 504 when NATS did not confirm in time,
+// otherwise other with the broker's reason.
 func (a *admin) brokerFailure(ctx context.Context, w http.ResponseWriter, what string, err error, other int) {
 	switch {
+	case errors.Is(err, natsbroker.ErrNotStored):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("%s: not stored: the history stream refused the message or did not confirm it, so it may not be delivered or kept; try again later (%v)", what, err))
 	case errors.Is(err, broadcast.ErrBrokerUnavailable):
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("%s: NATS is unreachable, so the message may not be delivered; try again later (%v)", what, err))

@@ -11,6 +11,7 @@ import (
 
 	"github.com/wsdproject/wsd/broadcast"
 	"github.com/wsdproject/wsd/codec"
+	"github.com/wsdproject/wsd/natsbroker"
 )
 
 // The admin API of history:
@@ -28,7 +29,11 @@ const (
 // addHistoryRoutes adds GET /api/history and the history metrics.
 func (a *admin) addHistoryRoutes() {
 	a.mux.HandleFunc("GET /api/history/{topic...}", a.auth(a.history))
-	a.registry.MustRegister(historyMetrics{a.hub})
+	m := historyMetrics{hub: a.hub}
+	if a.cluster != nil {
+		m.stream = a.cluster.b
+	}
+	a.registry.MustRegister(m)
 }
 
 // historyMessage is one message of GET /api/history: data for a text
@@ -90,8 +95,12 @@ func (a *admin) history(w http.ResponseWriter, r *http.Request) {
 	}{topic, pos.Offset, pos.Epoch, out})
 }
 
-// historyMetrics exports the hub's history figures.
-type historyMetrics struct{ hub *broadcast.Hub }
+// historyMetrics exports the hub's history figures, and in a cluster
+// the JetStream history's stored publishes.
+type historyMetrics struct {
+	hub    *broadcast.Hub
+	stream *natsbroker.Broker // nil: not in a cluster
+}
 
 var (
 	descHistTopics    = prometheus.NewDesc("wsd_history_topics", "Topics that keep history (-history).", nil, nil)
@@ -101,10 +110,12 @@ var (
 	descHistAttempted = prometheus.NewDesc("wsd_history_recoveries_attempted_total", "Subscriptions that asked to resume from a position.", nil, nil)
 	descHistReplayed  = prometheus.NewDesc("wsd_history_replayed_total", "Messages replayed to resuming subscribers.", nil, nil)
 	descHistForgotten = prometheus.NewDesc("wsd_history_forgotten_total", "Topics whose history was forgotten: every message expired and no subscriber left (a later one starts in a new epoch).", nil, nil)
+	descHistStored    = prometheus.NewDesc("wsd_history_stored_total", "In a cluster with JetStream history: publishes to topics with history that the stream confirmed storing, one per topic.", nil, nil)
+	descHistNotStored = prometheus.NewDesc("wsd_history_not_stored_total", "In a cluster with JetStream history: publishes to topics with history that the stream refused (stream deleted, JetStream unavailable), did not confirm in time, or whose connection was lost before it confirmed, one per topic.", nil, nil)
 )
 
 func (m historyMetrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHistTopics, descHistMessages, descHistBytes, descHistRecovery, descHistAttempted, descHistReplayed, descHistForgotten} {
+	for _, d := range []*prometheus.Desc{descHistTopics, descHistMessages, descHistBytes, descHistRecovery, descHistAttempted, descHistReplayed, descHistForgotten, descHistStored, descHistNotStored} {
 		ch <- d
 	}
 }
@@ -119,4 +130,9 @@ func (m historyMetrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descHistRecovery, prometheus.CounterValue, float64(s.Failed), "failed")
 	ch <- prometheus.MustNewConstMetric(descHistReplayed, prometheus.CounterValue, float64(s.Replayed))
 	ch <- prometheus.MustNewConstMetric(descHistForgotten, prometheus.CounterValue, float64(s.Forgotten))
+	if m.stream != nil {
+		js := m.stream.HistoryStats()
+		ch <- prometheus.MustNewConstMetric(descHistStored, prometheus.CounterValue, float64(js.Stored))
+		ch <- prometheus.MustNewConstMetric(descHistNotStored, prometheus.CounterValue, float64(js.NotStored))
+	}
 }
