@@ -167,10 +167,10 @@ func TestHistorySeedEmptyPage(t *testing.T) {
 	}
 }
 
-// TestHistoryForgetMemory: 100,000 topics published once each, one a
+// TestHistoryForgetIdleMemory: 100,000 topics published once each, one a
 // second, with a TTL of a minute, leave about sixty histories and almost
 // no memory (each history kept would be about 1.7 KB: 169 MB in all).
-func TestHistoryForgetMemory(t *testing.T) {
+func TestHistoryForgetIdleMemory(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector's memory")
 	}
