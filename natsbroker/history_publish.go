@@ -21,7 +21,8 @@ import (
 // with a PubAck (the stream sequence: the message's offset) or an error,
 // and a publish the stream does not store is no longer a silent success:
 //
-//   - Flush (so the hub's PublishWait and the publish API) waits, besides
+//   - Flush (a caller of Publish that is not the hub: the hub's PublishWait
+//     and the publish API use PublishStored, below) waits, besides
 //     the NATS ping, for the PubAcks of the stored publishes made before
 //     it, and fails, wrapping ErrNotStored (and so
 //     broadcast.ErrBrokerUnavailable), when one of them was refused (no
@@ -35,7 +36,9 @@ import (
 //     "stored" for its own message when it was not, provided it calls
 //     Flush right after its Publish.
 //   - PublishStored publishes and waits for its own PubAcks only, and
-//     returns each stored topic's position.
+//     returns each stored topic's position: the hub's waited publishes
+//     use it (broadcast.StoredPublisher), so each is told of its own
+//     message only.
 //
 // Topics without history are published as before, with no reply subject
 // and nothing to track. A publish no one waits for (an event loop's) still
