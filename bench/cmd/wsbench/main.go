@@ -50,6 +50,9 @@ func main() {
 }
 
 func run(args []string) error {
+	if handled, err := historyRun(args); handled { // -scenarios history runs alone (history.go)
+		return err
+	}
 	fs := flag.NewFlagSet("wsbench run", flag.ContinueOnError)
 	var (
 		servers   = fs.String("servers", "wsd,gorilla,gobwas,gws,nbio", "servers to compare, run interleaved")
