@@ -22,8 +22,8 @@ func startServer(o *Options, node string, log *zap.Logger) (*server.Server, erro
 		// Options.MaxPending and slow.go.
 		MaxPending:    o.MaxPending,
 		WriteDeadline: o.WriteDeadline,
-		JetStream:     o.History != nil, // history.go
-		StoreDir:      o.HistoryDir,
+		JetStream:     o.History != nil,  // history.go
+		StoreDir:      storeDir(o, node), // embedded_js_cluster.go
 	}
 	switch {
 	case o.ClientListen != "":
@@ -54,6 +54,11 @@ func startServer(o *Options, node string, log *zap.Logger) (*server.Server, erro
 		s.Shutdown()
 		s.WaitForShutdown()
 		return nil, fmt.Errorf("natsbroker: embedded NATS server did not start (Listen %q, ClientListen %q)", o.Listen, o.ClientListen)
+	}
+	if err := waitMetaLeader(s, o, log); err != nil {
+		s.Shutdown()
+		s.WaitForShutdown()
+		return nil, err
 	}
 	return s, nil
 }

@@ -102,9 +102,7 @@ func (b *Broker) startHistory() error {
 	if err := b.startAcks(); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*b.opts.RequestTimeout)
-	defer cancel()
-	s, err := b.createStream(ctx)
+	s, err := b.firstStream() // embedded_js_cluster.go
 	b.hist.stream = s
 	return err
 }
@@ -131,6 +129,7 @@ func (b *Broker) createStream(ctx context.Context) (jetstream.Stream, error) {
 		MaxAge:            max(lim.TTL, 0),
 		Storage:           storage,
 		Discard:           jetstream.DiscardOld,
+		Replicas:          b.historyReplicas(), // embedded_js_cluster.go
 		AllowDirect:       true,
 		RePublish:         &jetstream.RePublish{Source: b.opts.Prefix + ".s.>", Destination: b.opts.Prefix + ".r.>"},
 	}

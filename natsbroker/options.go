@@ -118,7 +118,8 @@ type Options struct {
 
 	// History, if not nil, names the topics that keep history, on
 	// JetStream (see history.go): the NATS server must have JetStream on
-	// (the embedded server then runs it, without Listen). The hub's
+	// (the embedded server then runs it; with Listen, clustered: see
+	// embedded_js_cluster.go). The hub's
 	// broadcast.Options.History should be the same function. nil: no
 	// topic keeps history in NATS.
 	History func(topic string) broadcast.HistoryPolicy
@@ -129,7 +130,8 @@ type Options struct {
 	// lost (a new epoch) when the server restarts.
 	HistoryMemory bool
 	// HistoryDir is the embedded server's JetStream directory. "" means
-	// nats-server's default under the system's temporary directory.
+	// a directory named after the node under the system's temporary
+	// directory (embedded_js_cluster.go), so nodes on one host do not share one.
 	HistoryDir string
 
 	// Logger gets connection events (lost, re-established, slow consumer)
@@ -230,8 +232,8 @@ func (o *Options) validate() error {
 	if o.CredsFile != "" || o.TLSCAFile != "" {
 		return errors.New("natsbroker: CredsFile and TLSCAFile are for URLs; the embedded server is reached in-process")
 	}
-	if o.History != nil && o.Listen != "" {
-		return errors.New("natsbroker: History on embedded servers joined by routes is not supported: use URLs of a NATS deployment with JetStream, or one embedded server")
+	if o.History != nil && o.Listen != "" && len(o.Routes) == 0 {
+		return errors.New("natsbroker: History with Listen needs Routes: the embedded servers' JetStream is clustered, and its stream lives on the nodes of Routes")
 	}
 	if len(o.Routes) > 0 && o.Listen == "" {
 		return errors.New("natsbroker: Routes need Listen: the other nodes route back to this node's Listen address")

@@ -38,6 +38,8 @@ func addClusterFlags(fs *flag.FlagSet, c *config) {
 		"first token(s) of every NATS subject wsd uses: nodes share topics only with the nodes of the same prefix")
 	text(&c.NATSNode, "nats-node", "", false, checkNATSNode,
 		"this node's id, unique in the cluster (empty: a random one at each start); set it, to the host name say, so that the node keeps its name across restarts in connection ids (node.42), per-node counts and logs")
+	text(&c.NATSStoreDir, "nats-store-dir", "", false, nil,
+		"with -nats-listen and -history: the embedded NATS node's JetStream directory, where it keeps its copy of the history stream (empty: wsd-nats/<node> under the temporary directory)")
 	text(&c.NATSClusterName, "nats-cluster-name", natsbroker.DefaultClusterName, false, checkNATSClusterName,
 		"with -nats-listen: the name of the embedded NATS nodes' cluster; a node of another name is refused")
 }
@@ -212,6 +214,10 @@ func natsOptions(cfg *config, log *zap.Logger) natsbroker.Options {
 		return o
 	}
 	o.Listen, o.Routes, o.ClusterName = cfg.NATSListen, splitList(cfg.NATSRoutes), cfg.NATSClusterName
+	if o.Listen != "" {
+		natsHistory(cfg, &o) // history on the embedded servers' JetStream, replicated (natsbroker/embedded_js_cluster.go)
+		o.HistoryDir = cfg.NATSStoreDir
+	}
 	o.MaxPayload = natsMaxPayload(cfg.MaxMessageSize)
 	o.MaxPending = natsMaxPending()
 	return o

@@ -34,8 +34,19 @@ type routedNode struct {
 }
 
 // startRouted runs node name of a cluster whose route addresses are
-// routes, listening for routes on listen, until the test ends (or kill).
+// routes, listening for routes on listen, until the test ends (or kill),
+// and waits until it answers /healthz.
 func startRouted(t *testing.T, name, listen string, routes []string) *routedNode {
+	t.Helper()
+	n := launchRouted(t, name, listen, routes)
+	n.waitAnswer(t)
+	return n
+}
+
+// launchRouted starts node name like startRouted, with the extra flags,
+// and returns at once: a node with -history answers only once a quorum of
+// the nodes runs (the JetStream meta leader of the embedded servers).
+func launchRouted(t *testing.T, name, listen string, routes []string, extra ...string) *routedNode {
 	t.Helper()
 	n := &routedNode{name: name, listen: listen, addr: wstest.FreeAddr(t), admin: wstest.FreeAddr(t), done: make(chan struct{}),
 		log: filepath.Join(t.TempDir(), name+".log")}
@@ -43,8 +54,9 @@ func startRouted(t *testing.T, name, listen string, routes []string) *routedNode
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.cmd = exec.Command(wstest.DaemonBinary(t), "-mode", "push", "-addr", n.addr, "-reuse-port=false", "-admin-addr", n.admin,
-		"-nats-listen", listen, "-nats-routes", strings.Join(routes, ","), "-nats-node", name, "-log-level", "warn")
+	args := append([]string{"-mode", "push", "-addr", n.addr, "-reuse-port=false", "-admin-addr", n.admin,
+		"-nats-listen", listen, "-nats-routes", strings.Join(routes, ","), "-nats-node", name, "-log-level", "warn"}, extra...)
+	n.cmd = exec.Command(wstest.DaemonBinary(t), args...)
 	n.cmd.Stdout, n.cmd.Stderr = out, out
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -57,11 +69,27 @@ func startRouted(t *testing.T, name, listen string, routes []string) *routedNode
 			t.Logf("node %s output:\n%s", name, b)
 		}
 	})
-	wstest.WaitFor(t, 15*time.Second, "node "+name+" to answer /healthz", func() bool {
+	return n
+}
+
+// waitAnswer waits until the node answers /healthz.
+func (n *routedNode) waitAnswer(t *testing.T) {
+	t.Helper()
+	wstest.WaitFor(t, 30*time.Second, "node "+n.name+" to answer /healthz", func() bool {
 		status, _, _ := n.health()
 		return status != 0
 	})
-	return n
+}
+
+// routeAddrs returns n free route addresses (host:port) and the same as
+// -nats-routes takes them (nats://host:port).
+func routeAddrs(t *testing.T, n int) (listens, routes []string) {
+	t.Helper()
+	for range n {
+		l := wstest.FreeAddr(t)
+		listens, routes = append(listens, l), append(routes, "nats://"+l)
+	}
+	return listens, routes
 }
 
 // kill ends the process with SIGKILL: no goodbye to the other nodes.
@@ -217,11 +245,7 @@ func probe(t *testing.T, topics string, from []*routedNode, subs ...*subscriber)
 // back.
 func TestClusterRoutes(t *testing.T) {
 	names := []string{"a", "b", "c"}
-	var listens, routes []string
-	for range names {
-		l := wstest.FreeAddr(t)
-		listens, routes = append(listens, l), append(routes, "nats://"+l)
-	}
+	listens, routes := routeAddrs(t, len(names))
 	var nodes []*routedNode
 	for i, name := range names {
 		nodes = append(nodes, startRouted(t, name, listens[i], routes))

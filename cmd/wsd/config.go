@@ -85,6 +85,7 @@ type config struct {
 	NATSPrefix      string
 	NATSNode        string
 	NATSClusterName string
+	NATSStoreDir    string
 
 	// wss (tls.go): with TLSCert and TLSKey, every Addr serves wss, or
 	// TLSAddr does next to the plain Addr. cert is the pair, loaded when
