@@ -257,9 +257,14 @@ func pushSubscribed(c *engine.Conn, topic string, rec broadcast.Recovery, resume
 
 // pushPublished acknowledges a client's publish: {"op":"published",
 // "topic":"room.1"}, with the "offset" and "epoch" the message took when
-// the topic keeps history (alone; in a cluster the stream gives it the
-// position when it comes back, and the ack has none).
+// the topic keeps history (alone; in a cluster with JetStream history
+// storedAcks answers it off the loop, with the stream's position).
 func pushPublished(c *engine.Conn, topic string, pos []broadcast.TopicPosition) {
+	_ = c.Write(codec.OpText, publishedAck(topic, pos))
+}
+
+// publishedAck is the JSON of pushPublished's ack.
+func publishedAck(topic string, pos []broadcast.TopicPosition) []byte {
 	type ack struct {
 		Op     string  `json:"op"`
 		Topic  string  `json:"topic"`
@@ -271,5 +276,5 @@ func pushPublished(c *engine.Conn, topic string, pos []broadcast.TopicPosition) 
 		a.Offset, a.Epoch = &pos[0].Offset, pos[0].Epoch
 	}
 	b, _ := json.Marshal(a)
-	_ = c.Write(codec.OpText, b)
+	return b
 }

@@ -1,15 +1,11 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TestHistoryClusterPublishPositions: in a cluster with JetStream history,
@@ -59,28 +55,7 @@ func TestHistoryClusterPublishPositions(t *testing.T) {
 		t.Fatalf("a topic without history: positions %+v", res.Positions)
 	}
 
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
-	defer cancel()
-	names := js.StreamNames(ctx)
-	var deleted []string
-	for name := range names.Name() {
-		deleted = append(deleted, name)
-	}
-	if names.Err() != nil || len(deleted) != 1 {
-		t.Fatalf("streams %v, %v; want the history stream", deleted, names.Err())
-	}
-	if err := js.DeleteStream(ctx, deleted[0]); err != nil {
-		t.Fatal(err)
-	}
+	deleteHistoryStream(t, s.ClientURL())
 	r := a.publish(t, `{"topic":"news.eu","data":"lost"}`)
 	var e struct {
 		Error string `json:"error"`

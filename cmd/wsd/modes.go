@@ -59,7 +59,7 @@ func newModeOf(cfg *config, hub *broadcast.Hub, cl *cluster, g *authn) (*mode, e
 	case "push":
 		ph := &pushHandler{hub: hub, allowed: splitList(cfg.ClientPublish), maxSubs: cfg.MaxSubscriptions, connID: cl.connID, perm: g.guard()}
 		if cl != nil {
-			ph.unavailable = cl.unavailable
+			ph.unavailable, ph.stored = cl.unavailable, newStoredAcks(cfg, hub)
 		}
 		return &mode{handler: hub.Handler(ph), onUpgrade: ph.upgrade, httpHandler: serveClientJS, auth: g}, nil
 	}
@@ -247,7 +247,8 @@ type pushHandler struct {
 	// unavailable, in a cluster, reports that NATS is unreachable, so that
 	// a client's publish is refused rather than lost. nil: alone.
 	unavailable func() bool
-	perm        topicGuard // -auth: what each client may subscribe and publish to (auth.go); nil when off
+	perm        topicGuard  // -auth: what each client may subscribe and publish to (auth.go); nil when off
+	stored      *storedAcks // in a cluster with -history: publishes to those topics, acked off the loop (history_publish.go); nil otherwise
 }
 
 // pushOpen is what upgrade leaves for OnOpen.
@@ -406,6 +407,9 @@ func (h *pushHandler) OnMessage(c *engine.Conn, op codec.OpCode, p []byte) {
 				return
 			}
 			msg.Op, msg.Payload = codec.OpBinary, data
+		}
+		if h.stored.publish(c, m.Topic, msg) { // cluster, topic with history: acked off the loop (history_publish.go)
+			return
 		}
 		_, pos := h.hub.PublishPositions(msg)
 		pushPublished(c, m.Topic, pos)
