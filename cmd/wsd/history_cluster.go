@@ -6,11 +6,12 @@ import (
 )
 
 // natsHistory puts the history of the -history topics in NATS JetStream
-// when the node joins a NATS deployment (-nats-url, which must have
-// JetStream on): the stream keeps, per topic, the largest size and the
+// when the node is in a cluster: on the NATS deployment of -nats-url (which
+// must have JetStream on), or on the embedded NATS nodes of -nats-listen
+// and -nats-routes (JetStream in -nats-store-dir, the stream copied on up
+// to three nodes). The stream keeps, per topic, the largest size and the
 // longest age of the rules (no age limit if a rule has none), and each
-// node's memory is a cache in front of it. With -nats-listen (embedded
-// NATS nodes) history stays in each node's memory.
+// node's memory is a cache in front of it.
 func natsHistory(cfg *config, o *natsbroker.Options) {
 	rules, _ := parseHistoryRules(cfg.History) // checked when read
 	if len(rules) == 0 {
