@@ -12,6 +12,7 @@ import (
 
 	"github.com/wsdproject/wsd/broadcast"
 	"github.com/wsdproject/wsd/engine"
+	"github.com/wsdproject/wsd/internal/natstest"
 	"github.com/wsdproject/wsd/internal/wstest"
 )
 
@@ -22,30 +23,8 @@ func TestMain(m *testing.M) { wstest.VerifyNoLeaks(m) }
 // waitFor is wstest.WaitFor, named short for these tests.
 var waitFor = wstest.WaitFor
 
-// runServer starts a NATS server on a loopback port (port -1: a free
-// one), shut down when the test ends.
-func runServer(t testing.TB, port int) *server.Server {
-	t.Helper()
-	return runServerWith(t, &server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true})
-}
-
-// runServerWith starts a NATS server with o, shut down when the test ends.
-func runServerWith(t testing.TB, o *server.Options) *server.Server {
-	t.Helper()
-	s, err := server.NewServer(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS server did not start")
-	}
-	t.Cleanup(func() {
-		s.Shutdown()
-		s.WaitForShutdown()
-	})
-	return s
-}
+// runServer and runServerWith run a NATS server for a test.
+var runServer, runServerWith = natstest.Server, natstest.ServerWith
 
 // serverPort returns the client port of s.
 func serverPort(t testing.TB, s *server.Server) int {

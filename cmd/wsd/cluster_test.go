@@ -11,37 +11,15 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/wsdproject/wsd/broadcast"
+	"github.com/wsdproject/wsd/internal/natstest"
 	"github.com/wsdproject/wsd/internal/wstest"
 	"github.com/wsdproject/wsd/natsbroker"
 )
 
-// natsServer runs a NATS server on port (-1: a free one) of the loopback
-// interface until the test ends or Shutdown, and returns it.
-func natsServer(t *testing.T, port int) *server.Server {
-	t.Helper()
-	return natsServerWith(t, &server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true})
-}
-
-// natsServerWith is natsServer with the server's options o.
-func natsServerWith(t *testing.T, o *server.Options) *server.Server {
-	t.Helper()
-	s, err := server.NewServer(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS server did not start")
-	}
-	t.Cleanup(func() {
-		s.Shutdown()
-		s.WaitForShutdown()
-	})
-	return s
-}
+// natsServer and natsServerWith run a NATS server for a test.
+var natsServer, natsServerWith = natstest.Server, natstest.ServerWith
 
 // startNode is startWSD for a node of a cluster: its broker closes after
 // its engine has shut down.
