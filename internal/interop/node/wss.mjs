@@ -15,6 +15,7 @@
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
+import { echoer } from './echo.mjs';
 
 const [url, caPath, deflate, sizesJSON] = process.argv.slice(2);
 if (!url || !url.startsWith('wss://') || !caPath || !['on', 'off'].includes(deflate) || !sizesJSON) {
@@ -59,44 +60,11 @@ const ws = new WebSocket(url, {
   perMessageDeflate: deflate === 'on',
 });
 
-const messages = [];
-const waiters = [];
-let closeInfo = null;
-ws.on('message', (data, isBinary) => {
-  const w = waiters.shift();
-  if (w) w({ data, isBinary });
-  else messages.push({ data, isBinary });
-});
-ws.on('close', (code, reason) => {
-  closeInfo = { code, reason: reason.toString() };
-  for (const w of waiters.splice(0)) w(new Error(`connection closed (${code} ${reason})`));
-});
-ws.on('error', (err) => {
-  if (ws.readyState !== WebSocket.OPEN && !closeInfo) finish(`ws error: ${err.message}`);
-});
-
-function nextMessage() {
-  return new Promise((resolve, reject) => {
-    if (messages.length) return resolve(messages.shift());
-    if (closeInfo) return reject(new Error(`connection closed (${closeInfo.code})`));
-    const timer = setTimeout(() => reject(new Error(`no echo within ${STEP_TIMEOUT_MS} ms`)), STEP_TIMEOUT_MS);
-    waiters.push((m) => {
-      clearTimeout(timer);
-      if (m instanceof Error) reject(m);
-      else resolve(m);
-    });
-  });
-}
+const conn = echoer(ws, STEP_TIMEOUT_MS, (err) => finish(`ws error: ${err.message}`));
 
 async function echo(payload, binary) {
   result.sent++;
-  await new Promise((resolve, reject) => ws.send(payload, { binary }, (err) => (err ? reject(err) : resolve())));
-  const m = await nextMessage();
-  const got = Buffer.from(m.data);
-  const want = Buffer.from(payload);
-  if (m.isBinary !== binary || !got.equals(want)) {
-    throw new Error(`echo of the ${want.length}-byte ${binary ? 'binary' : 'text'} message: got ${got.length} bytes, ${m.isBinary ? 'binary' : 'text'}, ${got.equals(want) ? 'equal' : 'different'}`);
-  }
+  await conn.echo(payload, binary);
 }
 
 async function run() {
@@ -112,16 +80,11 @@ async function run() {
         await echo(payload, binary);
       } catch (err) {
         result.errors.push(err.message);
-        if (closeInfo) return;
+        if (conn.closed()) return;
       }
     }
   }
-  const closed = closeInfo ? Promise.resolve(closeInfo) : new Promise((resolve, reject) => {
-    ws.once('close', () => resolve(closeInfo));
-    setTimeout(() => reject(new Error(`no close within ${STEP_TIMEOUT_MS} ms`)), STEP_TIMEOUT_MS);
-  });
-  ws.close(1000, 'done');
-  result.close = await closed;
+  result.close = await conn.close(1000, 'done');
 }
 
 run().then(() => {
