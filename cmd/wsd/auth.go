@@ -357,10 +357,6 @@ type authMessage struct {
 	Token string `json:"token"`
 }
 
-// maxAuthMessage bounds the messages parsed as auth messages: a token of
-// the largest size, escaped, and the JSON around it.
-func (g *authn) maxAuthMessage() int { return 2*int(g.cfg.MaxTokenBytes) + 256 }
-
 func (h *authHandler) OnMessage(c *engine.Conn, op codec.OpCode, p []byte) {
 	g := h.g
 	s := g.reg.get(c)
@@ -376,8 +372,9 @@ func (h *authHandler) OnMessage(c *engine.Conn, op codec.OpCode, p []byte) {
 		return
 	}
 	// A cheap look first: only a message that may be an auth op is parsed
-	// here; the mode parses the others as it always did.
-	if op == codec.OpText && len(p) <= g.maxAuthMessage() && bytes.Contains(p, []byte(`"op"`)) &&
+	// here (whatever its size: a token too long is refused by the check,
+	// with its reason); the mode parses the others as it always did.
+	if op == codec.OpText && bytes.Contains(p, []byte(`"op"`)) &&
 		(bytes.Contains(p, []byte(`"refresh"`)) || bytes.Contains(p, []byte(`"auth"`)) || bytes.Contains(p, []byte(`"whoami"`))) {
 		var m authMessage
 		if json.Unmarshal(p, &m) == nil {
@@ -399,7 +396,7 @@ func (h *authHandler) OnMessage(c *engine.Conn, op codec.OpCode, p []byte) {
 func (h *authHandler) first(s *session, op codec.OpCode, p []byte) {
 	c := s.c
 	var m authMessage
-	if op != codec.OpText || len(p) > h.g.maxAuthMessage() || json.Unmarshal(p, &m) != nil || m.Op != "auth" {
+	if op != codec.OpText || json.Unmarshal(p, &m) != nil || m.Op != "auth" {
 		h.g.closeConn(c, closeAuthBadMessage, `authentication required: the first message is {"op":"auth","token":"..."}`)
 		return
 	}

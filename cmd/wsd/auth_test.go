@@ -260,6 +260,12 @@ func TestAuthTokensInMessage(t *testing.T) {
 			expectCloseCode(t, c, int(closeAuthFailed), tc.reason)
 		})
 	}
+	t.Run("token far past the limit", func(t *testing.T) {
+		// refused by the check with its reason, however long the message
+		c := td.dialHeader(t, "/", nil)
+		sendJSON(t, c, map[string]string{"op": "auth", "token": strings.Repeat("a", 20000)})
+		expectCloseCode(t, c, int(closeAuthFailed), "token too long")
+	})
 	t.Run("subscribe first", func(t *testing.T) {
 		c := td.dialHeader(t, "/", nil)
 		sendJSON(t, c, map[string]string{"op": "subscribe", "topic": "news.a"})
