@@ -296,7 +296,12 @@ func TestAdmitTableModel(t *testing.T) {
 
 // TestAdmitAllocs: admitting and releasing allocates nothing once the
 // table's shards exist, whether an address is known or takes over an idle
-// entry. The count is exact (testing.AllocsPerRun rounds down).
+// entry. The count is exact (testing.AllocsPerRun rounds down). MemStats
+// counts the whole process, where a goroutine an earlier test left winding
+// down, or the runtime's cleanups, may allocate at any time; such noise
+// comes and goes, while an allocation of the table comes back every time
+// (the runs cycle through the same addresses), so one clean attempt in five
+// passes.
 func TestAdmitAllocs(t *testing.T) {
 	tb := newIPTable(ipShards, 4, 2, 1000, 2000)
 	now := int64(time.Hour)
@@ -316,15 +321,21 @@ func TestAdmitAllocs(t *testing.T) {
 		}
 	}
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	for range 10000 {
-		run()
+	var counts []uint64
+	for range 5 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for range 10000 {
+			run()
+		}
+		runtime.ReadMemStats(&after)
+		n := after.Mallocs - before.Mallocs
+		if n == 0 {
+			return
+		}
+		counts = append(counts, n)
 	}
-	runtime.ReadMemStats(&after)
-	if n := after.Mallocs - before.Mallocs; n != 0 {
-		t.Fatalf("%d allocations in 10000 admissions", n)
-	}
+	t.Fatalf("allocations in five attempts of 10000 admissions: %v", counts)
 }
 
 // TestAdmitOptions: negative limits mean none, the burst defaults to twice

@@ -27,7 +27,10 @@ import (
 //     random 1 in 1024 of its misses, so a call site's first allocation may
 //     come after any number of warm-up runs;
 //   - the scheduler starts an OS thread when the running ones are blocked
-//     in system calls, which allocates its bookkeeping.
+//     in system calls, which allocates its bookkeeping;
+//   - the runtime runs the cleanups and finalizers of objects an earlier
+//     collection found dead (crypto/tls's certificate cache has one) on its
+//     own goroutine, whenever it gets to them.
 //
 // So Allocs records where every allocation of the runs was made (the heap
 // profiler at a rate of 1) and leaves out those made under the functions in
@@ -42,6 +45,8 @@ var uncounted = []string{
 	"runtime.buildTypeAssertCache",
 	"runtime.buildInterfaceSwitchCache",
 	"runtime.allocm",
+	"runtime.runCleanups",
+	"runtime.runfinq",
 }
 
 // AllocCount is what Allocs measured.
