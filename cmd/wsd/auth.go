@@ -27,12 +27,15 @@ import (
 // is anonymous (-auth optional) or must send {"op":"auth","token":...} as
 // its first message within -auth-timeout (-auth required): until then the
 // mode does not see the connection (no OnOpen: no subscription, no room).
-// What a client sends while its auth message's token is checked off the
-// loop is held (bounded) and handled in order after the answer.
+// What a client sends while the token of its auth or refresh message is
+// checked off the loop is held (bounded) and handled in order after the
+// answer, under the identity the answer gives.
 // While connected a token's "exp" is enforced: {"op":"expired"}, then
 // -auth-refresh-grace to send {"op":"refresh","token":...}, else close
-// 4003. The deadlines are the connections' engine timers (Conn.SetTimer),
-// in the event loops' timing wheels: no timer or goroutine of their own.
+// 4003; a deadline that comes while a token is checked waits for the
+// answer, which closes the connection or sets the new token's. The
+// deadlines are the connections' engine timers (Conn.SetTimer), in the
+// event loops' timing wheels: no timer or goroutine of their own.
 
 // Close codes of authentication (README: Authentication).
 const (
@@ -57,16 +60,17 @@ type authn struct {
 	log *zap.Logger
 	// counts are exported on /metrics (auth_metrics.go).
 	counts authCounts
-	// The messages held while an auth message's token is checked off the
-	// loop: at most holdCount, of holdBytes together.
+	// The messages held while an auth or refresh message's token is checked
+	// off the loop: at most holdCount, of holdBytes together.
 	holdCount, holdBytes int
 	// refusedLog and closedLog let the refusals' and closes' log lines
 	// through at most once a second each: a client can cause them at will.
 	refusedLog, closedLog logLimiter
 }
 
-// maxHeld is how many messages a connection may send after an auth
-// message and before its answer, while the token is checked off the loop.
+// maxHeld is how many messages a connection may send after an auth or
+// refresh message and before its answer, while the token is checked off
+// the loop.
 const maxHeld = 16
 
 // logLimiter lets one log line of a kind through per second and counts
@@ -277,8 +281,7 @@ type session struct {
 
 	// Loop only.
 	opened    bool // the mode's OnOpen ran
-	checking  bool // an auth or refresh token is being checked off the loop
-	holding   bool // it is an auth message's: the messages after it wait in held
+	checking  bool // an auth or refresh token is being checked off the loop: the messages after it wait in held
 	held      []heldMessage
 	heldBytes int
 	expired   int64 // when {"op":"expired"} was sent (unix ns); 0: not sent for this token
@@ -363,7 +366,7 @@ func (h *authHandler) OnMessage(c *engine.Conn, op codec.OpCode, p []byte) {
 	if s == nil {
 		return
 	}
-	if s.holding {
+	if s.checking {
 		h.hold(s, op, p)
 		return
 	}
@@ -420,7 +423,7 @@ func (h *authHandler) verify(s *session, token string, refresh bool) {
 		h.verified(s, id, err, refresh)
 		return
 	}
-	s.checking, s.holding = true, !refresh
+	s.checking = true
 	res := &authResult{h: h, s: s, refresh: refresh}
 	err := g.pool.Submit(func() (*auth.Identity, error) {
 		return g.cfg.jwt.Verify(token, time.Now())
@@ -429,35 +432,37 @@ func (h *authHandler) verify(s *session, token string, refresh bool) {
 		s.c.Loop().Post(res)
 	})
 	if err != nil {
-		s.checking, s.holding = false, false
+		s.checking = false
 		h.verified(s, nil, err, refresh)
 	}
 }
 
-// heldMessage is a message that came while an auth message's token was
-// checked off the loop.
+// heldMessage is a message that came while an auth or refresh message's
+// token was checked off the loop.
 type heldMessage struct {
 	op codec.OpCode
 	p  []byte
 }
 
-// hold keeps a copy of a message that came while an auth message's token
-// is checked off the loop, to be handled once the check succeeds (replay).
-// Past holdCount messages or holdBytes bytes the connection is closed with
-// 4000. Loop only.
+// hold keeps a copy of a message that came while an auth or refresh
+// message's token is checked off the loop, to be handled once the check
+// succeeds (replay), under the identity it gives; a refusal closes the
+// connection, and the held messages are dropped. Past holdCount messages
+// or holdBytes bytes the connection is closed with 4000. Loop only.
 func (h *authHandler) hold(s *session, op codec.OpCode, p []byte) {
 	g := h.g
 	if len(s.held) >= g.holdCount || s.heldBytes+len(p) > g.holdBytes {
-		g.closeConn(s.c, closeAuthBadMessage, "too much sent before the answer to the auth message")
+		g.closeConn(s.c, closeAuthBadMessage, "too much sent before the answer to the auth or refresh message")
 		return
 	}
 	s.held = append(s.held, heldMessage{op, append([]byte(nil), p...)})
 	s.heldBytes += len(p)
 }
 
-// replay handles the held messages, in order, once an auth message is
-// answered. One of them may be another auth message whose check runs off
-// the loop: the ones after it are held again, behind it. Loop only.
+// replay handles the held messages, in order, once an auth or refresh
+// message is answered. One of them may be another auth or refresh message
+// whose check runs off the loop: the ones after it are held again, behind
+// it. Loop only.
 func (h *authHandler) replay(s *session) {
 	held := s.held
 	s.held, s.heldBytes = nil, 0
@@ -480,7 +485,7 @@ type authResult struct {
 
 func (r *authResult) Run(*engine.Loop) {
 	s := r.s
-	s.checking, s.holding = false, false
+	s.checking = false
 	if !s.c.IsOpen() {
 		return
 	}
@@ -551,20 +556,19 @@ func (g *authn) sendJSON(c *engine.Conn, v any) {
 
 // OnTimer handles the deadline of c's session (engine.Conn.SetTimer, on
 // the loop's timing wheel): the auth message's, a token's expiry, or the
-// end of its refresh grace.
+// end of its refresh grace. While an auth or refresh token is checked off
+// the loop the deadline waits for the answer: a refusal closes the
+// connection, an acceptance sets the new token's expiry (setIdentity).
 func (h *authHandler) OnTimer(c *engine.Conn) {
 	g := h.g
 	s := g.reg.get(c)
-	if s == nil || !c.IsOpen() {
+	if s == nil || !c.IsOpen() || s.checking {
 		return
 	}
 	now := time.Now().UnixNano()
 	id := s.id.Load()
 	switch {
 	case id == nil:
-		if s.checking {
-			return // the auth message came; its check decides
-		}
 		if now < s.authBy {
 			c.SetTimer(time.Unix(0, s.authBy))
 			return

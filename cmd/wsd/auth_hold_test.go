@@ -51,6 +51,27 @@ func nextJSON(t *testing.T, c *wstest.Client) map[string]any {
 	return m
 }
 
+// expectPublished reads the ack of c's publish of data and the message
+// itself, which reaches c too when it subscribed first, in either order.
+func expectPublished(t *testing.T, c *wstest.Client, data string) {
+	t.Helper()
+	var acked, got bool
+	for range 2 {
+		f := c.ExpectFrame()
+		switch {
+		case string(f.Payload) == data:
+			got = true
+		case strings.Contains(string(f.Payload), `"op":"published"`):
+			acked = true
+		default:
+			t.Fatalf("got %v, want the publish's ack and its message", f)
+		}
+	}
+	if !acked || !got {
+		t.Fatalf("ack %v, message %v", acked, got)
+	}
+}
+
 // TestAuthHeldMessages: what a client sends after {"op":"auth"} and before
 // its answer, in the same write, while the ES256 token is checked on the
 // pool, waits for the check and is handled in order after it; a refused
@@ -79,21 +100,7 @@ func TestAuthHeldMessages(t *testing.T) {
 		}
 		// The publish's ack and the message itself, which reaches the
 		// sender too (its subscription came first).
-		var acked, got bool
-		for range 2 {
-			f := c.ExpectFrame()
-			switch {
-			case string(f.Payload) == "hi":
-				got = true
-			case strings.Contains(string(f.Payload), `"op":"published"`):
-				acked = true
-			default:
-				t.Fatalf("got %v, want the publish's ack and its message", f)
-			}
-		}
-		if !acked || !got {
-			t.Fatalf("ack %v, message %v", acked, got)
-		}
+		expectPublished(t, c, "hi")
 		if done := td.daemon.auth.pool.Stats().Completed; done == before {
 			t.Fatal("the token was not checked on the pool")
 		}

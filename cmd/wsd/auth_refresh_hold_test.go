@@ -1,0 +1,201 @@
+package main
+
+import (
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wsdproject/wsd/auth"
+	"github.com/wsdproject/wsd/engine"
+	"github.com/wsdproject/wsd/internal/wstest"
+)
+
+// gatePool keeps the only worker of td's check pool (-auth-check-workers
+// 1) busy until release is called, at the latest when the test ends: the
+// checks submitted meanwhile wait in the pool's queue, so that a test sees
+// what the daemon does while a token is being checked, whatever the speed
+// of the machine.
+func gatePool(t *testing.T, td *testDaemon) (release func()) {
+	t.Helper()
+	pool := td.daemon.auth.pool
+	if w := pool.Stats().Workers; w != 1 {
+		t.Fatalf("the check pool has %d workers, want 1 (-auth-check-workers 1)", w)
+	}
+	gate, running := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(release)
+	err := pool.Submit(func() (*auth.Identity, error) {
+		close(running)
+		<-gate
+		return nil, errors.New("the test's gate")
+	}, func(*auth.Identity, error) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-running: // the worker is the gate's: what comes next waits in the queue
+	case <-time.After(adminTimeout):
+		t.Fatal("the check pool did not run the gate")
+	}
+	return release
+}
+
+// expectOps reads text messages of c, JSON objects whose "op" must be
+// each of ops in turn.
+func expectOps(t *testing.T, c *wstest.Client, ops ...string) {
+	t.Helper()
+	for _, op := range ops {
+		if m := nextJSON(t, c); m["op"] != op {
+			t.Fatalf("got %v, want %s", m, op)
+		}
+	}
+}
+
+// loopFunc is a function run on an event loop (engine.Loop.Post).
+type loopFunc func()
+
+func (f loopFunc) Run(*engine.Loop) { f() }
+
+// onlySession returns the session of td's only connection.
+func onlySession(t *testing.T, td *testDaemon) *session {
+	t.Helper()
+	r := &td.daemon.auth.reg
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if len(r.byConn) != 1 {
+		t.Fatalf("%d connections, want 1", len(r.byConn))
+	}
+	for _, s := range r.byConn {
+		return s
+	}
+	return nil
+}
+
+// TestAuthRefreshHeld: what a client sends after {"op":"refresh"} while
+// its ES256 token is checked on the pool (held there by gatePool; the
+// pong to a ping sent last shows the server has read everything before
+// it) waits for the answer and is handled in order under the new token;
+// a refused token closes 4001 and drops it; more than maxHeld messages
+// close 4000, as after an auth message; a second refresh waits behind the
+// first, its check not started before the first one's answer.
+func TestAuthRefreshHeld(t *testing.T) {
+	k := newTestKeys(t)
+	td := esDaemon(t, k, "-auth-check-workers", "1")
+	tok := mint(t, k.es, func(c *auth.Claims) { c.Publish = []string{"news.*"} })
+	fresh := func(topic string) string {
+		return mint(t, k.es, func(c *auth.Claims) {
+			c.Topics, c.Publish = append(c.Topics, topic), []string{"news.*", topic}
+		})
+	}
+	dial := func(t *testing.T, tok string) *wstest.Client {
+		c := wstest.Dial(t, td.addr)
+		c.Handshake("/?token=" + tok)
+		return c
+	}
+	ping := wstest.Ping([]byte("read"))
+	t.Run("refresh, subscribe, publish", func(t *testing.T) {
+		c := dial(t, tok)
+		release := gatePool(t, td)
+		c.WriteFrames(rawJSON(t, map[string]string{"op": "refresh", "token": fresh("fresh.a")}),
+			rawJSON(t, map[string]string{"op": "subscribe", "topic": "fresh.a"}),
+			rawJSON(t, map[string]string{"op": "publish", "topic": "fresh.a", "data": "hi"}),
+			ping)
+		c.ExpectPong([]byte("read")) // nothing answered before it: the subscribe and publish wait
+		release()
+		expectOps(t, c, "refreshed", "subscribed")
+		expectPublished(t, c, "hi")
+	})
+	t.Run("refused", func(t *testing.T) {
+		sub := dial(t, tok)
+		sub.WriteFrames(rawJSON(t, map[string]string{"op": "subscribe", "topic": "news.x"}))
+		expectOps(t, sub, "subscribed")
+		other, _, err := auth.GenerateKey(auth.AlgES)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bad := mint(t, auth.Config{Alg: auth.AlgES, Key: other}, nil)
+		c := dial(t, tok)
+		release := gatePool(t, td)
+		c.WriteFrames(rawJSON(t, map[string]string{"op": "refresh", "token": bad}),
+			rawJSON(t, map[string]string{"op": "publish", "topic": "news.x", "data": "held"}),
+			ping)
+		c.ExpectPong([]byte("read"))
+		release()
+		if code, reason := c.ExpectClose(int(closeAuthFailed)); !strings.Contains(reason, "bad signature") {
+			t.Fatalf("close %d %q, want the reason bad signature", code, reason)
+		}
+		// The held publish was dropped: the subscriber's next message is
+		// one published after the close.
+		td.publish(t, `{"topic":"news.x","data":"sentinel"}`)
+		sub.ExpectText("sentinel")
+	})
+	t.Run("too many", func(t *testing.T) {
+		c := dial(t, tok)
+		gatePool(t, td)
+		frames := []wstest.Frame{rawJSON(t, map[string]string{"op": "refresh", "token": tok})}
+		for range maxHeld + 1 {
+			frames = append(frames, rawJSON(t, map[string]string{"op": "subscribe", "topic": "news.a"}))
+		}
+		c.WriteFrames(frames...)
+		if _, reason := c.ExpectClose(int(closeAuthBadMessage)); !strings.Contains(reason, "too much sent") {
+			t.Fatalf("reason %q", reason)
+		}
+	})
+	t.Run("refresh behind refresh", func(t *testing.T) {
+		c := dial(t, tok)
+		release := gatePool(t, td)
+		c.WriteFrames(rawJSON(t, map[string]string{"op": "refresh", "token": fresh("fresh.b")}),
+			rawJSON(t, map[string]string{"op": "refresh", "token": fresh("fresh.c")}),
+			rawJSON(t, map[string]string{"op": "subscribe", "topic": "fresh.c"}),
+			ping)
+		c.ExpectPong([]byte("read"))
+		// One check waits behind the gate: the second refresh is held, not
+		// checked beside the first.
+		if q := td.daemon.auth.pool.Stats().Queued; q != 1 {
+			t.Fatalf("%d checks queued, want 1", q)
+		}
+		release()
+		expectOps(t, c, "refreshed", "refreshed", "subscribed")
+	})
+}
+
+// TestAuthRefreshGraceChecked: the end of the refresh grace does not close
+// a connection whose refresh is being checked off the loop; the answer
+// decides, and an accepted token keeps it open.
+func TestAuthRefreshGraceChecked(t *testing.T) {
+	k := newTestKeys(t)
+	td := esDaemon(t, k, "-auth-check-workers", "1", "-auth-refresh-grace", "1m")
+	old := mint(t, k.es, func(c *auth.Claims) { c.ExpiresAt = time.Now().Add(-5 * time.Second) }) // accepted: within the leeway
+	fresh := mint(t, k.es, func(c *auth.Claims) { c.Topics = append(c.Topics, "fresh.a") })
+	c := wstest.Dial(t, td.addr)
+	c.Handshake("/?token=" + old)
+	expectOps(t, c, "expired")
+	release := gatePool(t, td)
+	c.WriteFrames(rawJSON(t, map[string]string{"op": "refresh", "token": fresh}), wstest.Ping([]byte("read")))
+	c.ExpectPong([]byte("read"))
+	// The grace ends, and its timer fires, while the refresh is checked:
+	// on the loop, the grace is moved into the past rather than waited for,
+	// and the timer run.
+	s := onlySession(t, td)
+	open := make(chan bool, 1)
+	s.c.Loop().Post(loopFunc(func() {
+		s.expired -= int64(time.Minute)
+		(&authHandler{g: td.daemon.auth}).OnTimer(s.c)
+		open <- s.c.IsOpen()
+	}))
+	select {
+	case ok := <-open:
+		if !ok {
+			t.Fatal("closed at the end of the grace while its refresh was checked")
+		}
+	case <-time.After(adminTimeout):
+		t.Fatal("the loop did not run the timer")
+	}
+	release()
+	expectOps(t, c, "refreshed")
+	c.WriteFrames(rawJSON(t, map[string]string{"op": "subscribe", "topic": "fresh.a"}))
+	expectOps(t, c, "subscribed")
+}
