@@ -486,6 +486,15 @@ type Stats struct {
 	Pending          int // Interest changes not yet applied
 	Nodes            int // live nodes, this one included (heartbeats)
 	Routes           int // embedded server: other servers it has routes to (0 without a cluster)
+
+	// SlowConsumerRoutes counts the times the embedded server fell behind
+	// on a route to another node's (slow.go): its writes there took longer
+	// than WriteDeadline, and that node's subscribers may have missed
+	// publications. It is the server's own count, read at the call; 0 with
+	// URLs. LastRouteSlowConsumer is the time the broker saw the latest,
+	// within a second (zero: none).
+	SlowConsumerRoutes    int64
+	LastRouteSlowConsumer time.Time
 }
 
 // Stats returns the current state. Any goroutine.
@@ -501,8 +510,10 @@ func (b *Broker) Stats() Stats {
 	s.SlowConsumer, s.SlowConsumerServer = b.slow.client.Load()+server, server
 	s.LastSlowConsumer = b.slow.lastSlow()
 	s.Subscriptions, s.Pending = b.iq.counts()
+	s.LastRouteSlowConsumer = unixTime(&b.slow.lastRoute)
 	if b.srv != nil {
 		s.Routes = b.srv.NumRemotes()
+		s.SlowConsumerRoutes = int64(b.srv.NumSlowConsumersRoutes())
 	}
 	return s
 }

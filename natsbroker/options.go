@@ -85,8 +85,11 @@ type Options struct {
 	MaxPending int64
 	// WriteDeadline is how long the embedded server waits for one write to
 	// a client, this node's connection among them, before it closes it as
-	// a slow consumer. 0 means DefaultWriteDeadline. With URLs the
-	// servers' write_deadline applies.
+	// a slow consumer. Its routes to the other nodes' servers have the
+	// same deadline: a route past it is a slow consumer too, closed only
+	// when nothing of the write went out (Stats.SlowConsumerRoutes). 0
+	// means DefaultWriteDeadline. With URLs the servers' write_deadline
+	// applies.
 	WriteDeadline time.Duration
 
 	// ReconnectWait is the pause between reconnection attempts; nats.go

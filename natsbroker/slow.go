@@ -33,6 +33,14 @@ import (
 // slowLogEvery (with the count of events since the previous line), and set
 // Stats.LastSlowConsumer, which the daemon's health check turns into
 // "degraded" for a while.
+//
+// The embedded server also drops publications on their way to the other
+// nodes: a write to a route (another node's server) that takes longer than
+// its write deadline makes the route a slow consumer, which the server
+// closes when nothing of it could be written (what it held is lost) and
+// otherwise keeps, behind. It counts those itself, once per slowdown:
+// Stats.SlowConsumerRoutes reads its count, and watchSlow notes the time
+// (Stats.LastRouteSlowConsumer) and logs a warning.
 
 // slowLogEvery is the shortest time between two log lines about slow
 // consumers.
@@ -42,9 +50,11 @@ const slowLogEvery = 10 * time.Second
 type slowWatch struct {
 	client, server atomic.Int64 // events by kind (see Stats)
 	last           atomic.Int64 // unix nanoseconds of the latest event; 0: none
+	lastRoute      atomic.Int64 // the same for the embedded server's route slow consumers
 
 	mu         sync.Mutex
 	serverSeen uint64    // the embedded server's client slow consumers already counted
+	routeSeen  uint64    // and its route slow consumers already noted
 	logged     time.Time // time of the latest log line
 	unlogged   int64     // events since
 	kinds      string    // their kinds, for the next line
@@ -84,6 +94,26 @@ func (b *Broker) checkServerSlow() bool {
 	b.slow.server.Add(d)
 	b.slowEvent("server", zap.Int64("connections", d))
 	return true
+}
+
+// checkRouteSlow notes the slow consumers the embedded server found among
+// its routes since the previous call, and logs them.
+func (b *Broker) checkRouteSlow() {
+	if b.srv == nil {
+		return
+	}
+	n := b.srv.NumSlowConsumersRoutes()
+	w := &b.slow
+	w.mu.Lock()
+	d := n - w.routeSeen
+	w.routeSeen = n
+	w.mu.Unlock()
+	if d == 0 {
+		return
+	}
+	w.lastRoute.Store(time.Now().UnixNano())
+	b.log.Warn("natsbroker: route slow consumer: the embedded NATS server fell behind on its route to another node, whose subscribers may miss publications",
+		zap.Uint64("events", d), zap.Uint64("total", n))
 }
 
 // slowEvent records a slow-consumer event of kind ("client": nats.go
@@ -132,7 +162,8 @@ func (b *Broker) logSlow(events int64, kinds string, field zap.Field) {
 		zap.Int64("total", b.slow.client.Load()+b.slow.server.Load()))
 }
 
-// watchSlow checks the embedded server's slow consumers and logs what
+// watchSlow checks the embedded server's slow consumers (its clients' and
+// its routes') and logs what
 // slowEvent held back, every second, until Close.
 func (b *Broker) watchSlow() {
 	defer b.wg.Done()
@@ -142,6 +173,7 @@ func (b *Broker) watchSlow() {
 		select {
 		case <-tick.C:
 			b.checkServerSlow()
+			b.checkRouteSlow()
 			b.flushSlowLog()
 		case <-b.done:
 			return
@@ -151,9 +183,13 @@ func (b *Broker) watchSlow() {
 
 // lastSlow returns the time of the latest slow-consumer event, or the
 // zero time.
-func (w *slowWatch) lastSlow() time.Time {
-	if ns := w.last.Load(); ns != 0 {
-		return time.Unix(0, ns)
+func (w *slowWatch) lastSlow() time.Time { return unixTime(&w.last) }
+
+// unixTime is the time of the unix nanoseconds in ns, or the zero time for
+// 0.
+func unixTime(ns *atomic.Int64) time.Time {
+	if n := ns.Load(); n != 0 {
+		return time.Unix(0, n)
 	}
 	return time.Time{}
 }

@@ -64,8 +64,9 @@ func startCluster(cfg *config, log *zap.Logger) (*cluster, error) {
 var tuneNATS func(*natsbroker.Options)
 
 // slowHold is how long /healthz says degraded after NATS dropped
-// publications on their way to this node as from a slow consumer: long
-// enough for health checks polling every few seconds to see it.
+// publications on their way to this node as from a slow consumer, or the
+// node's embedded NATS node fell behind on a route: long enough for health
+// checks polling every few seconds to see it.
 var slowHold = 30 * time.Second
 
 // attach tells the broker how to reach this node's hub and mode, to answer
@@ -154,6 +155,9 @@ func (cl *cluster) health() (reason string, info clusterHealth) {
 	case !s.LastSlowConsumer.IsZero() && ago < slowHold:
 		reason = fmt.Sprintf("NATS dropped publications on their way to this node %s ago, as from a slow consumer (publishes came faster than the node took them in; %d times since it started, wsd_broker_slow_consumer_total): its subscribers missed messages",
 			ago.Round(time.Second), s.SlowConsumer)
+	case !s.LastRouteSlowConsumer.IsZero() && time.Since(s.LastRouteSlowConsumer) < slowHold:
+		reason = fmt.Sprintf("this node's embedded NATS node fell behind on its route to another node %s ago, a slow consumer (a write to the route took longer than its write deadline; %d times since it started, wsd_broker_route_slow_consumer_total): that node's subscribers may have missed messages",
+			time.Since(s.LastRouteSlowConsumer).Round(time.Second), s.SlowConsumerRoutes)
 	}
 	return reason, info
 }

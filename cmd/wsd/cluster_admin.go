@@ -278,13 +278,14 @@ var (
 	descBrokerReconnects = prometheus.NewDesc("wsd_broker_reconnects_total", "Times the connection to NATS was re-established.", nil, nil)
 	descBrokerErrors     = prometheus.NewDesc("wsd_broker_publish_errors_total", "Publishes that failed in the broker: NATS unreachable, the message refused, or not confirmed (the publish API answered 503, 504 or 502).", nil, nil)
 	descBrokerSlow       = prometheus.NewDesc("wsd_broker_slow_consumer_total", "Times NATS dropped publications on their way to this node because it did not take them in fast enough: its embedded NATS node closed its connection as a slow consumer, or its receive buffer overflowed.", nil, nil)
+	descBrokerRouteSlow  = prometheus.NewDesc("wsd_broker_route_slow_consumer_total", "Embedded NATS node: times it fell behind on its route to another node's NATS node, a slow consumer (a write to the route took longer than its write deadline): that node's subscribers may have missed messages. 0 with -nats-url.", nil, nil)
 	descBrokerMalformed  = prometheus.NewDesc("wsd_broker_malformed_total", "Messages on wsd's subjects that could not be read.", nil, nil)
 )
 
 func (m brokerMetrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descBrokerInfo, descBrokerConnected, descBrokerRoutes, descBrokerNodes, descBrokerTopics, descBrokerIn, descBrokerOut,
-		descBrokerDelivered, descBrokerDuplicates, descBrokerReconnects, descBrokerErrors, descBrokerSlow, descBrokerMalformed,
+		descBrokerDelivered, descBrokerDuplicates, descBrokerReconnects, descBrokerErrors, descBrokerSlow, descBrokerRouteSlow, descBrokerMalformed,
 	} {
 		ch <- d
 	}
@@ -313,5 +314,6 @@ func (m brokerMetrics) Collect(ch chan<- prometheus.Metric) {
 	// confirm; publishExcluding goes to the broker directly.
 	value(descBrokerErrors, prometheus.CounterValue, m.hub.Stats().BrokerErrors+m.cl.publishErrors.Load())
 	value(descBrokerSlow, prometheus.CounterValue, s.SlowConsumer)
+	value(descBrokerRouteSlow, prometheus.CounterValue, s.SlowConsumerRoutes)
 	value(descBrokerMalformed, prometheus.CounterValue, s.Malformed)
 }

@@ -5,10 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
-	"go.uber.org/zap/zaptest/observer"
-
 	"github.com/wsdproject/wsd/broadcast"
 	"github.com/wsdproject/wsd/codec"
 	"github.com/wsdproject/wsd/internal/wstest"
@@ -21,15 +17,7 @@ import (
 // wsd_broker_slow_consumer_total, logs it, and /healthz says degraded
 // with the reason for slowHold, then ok again.
 func TestClusterSlowConsumer(t *testing.T) {
-	core, logs := observer.New(zapcore.WarnLevel)
-	hold := slowHold
-	t.Cleanup(func() { tuneNATS, slowHold = nil, hold }) // after the nodes stop (cleanups run in reverse)
-	slowHold = 3 * time.Second
-	tuneNATS = func(o *natsbroker.Options) {
-		if o.Node == "b" {
-			o.MaxPayload, o.MaxPending, o.Logger = 4<<10, 8<<10, zap.New(core)
-		}
-	}
+	logs := tuneSlow(t, "b", func(o *natsbroker.Options) { o.MaxPayload, o.MaxPending = 4<<10, 8<<10 })
 	a := startNode(t, "-mode", "push", "-nats-listen", "127.0.0.1:0", "-nats-node", "a")
 	b := startNode(t, "-mode", "push", "-nats-listen", "127.0.0.1:0", "-nats-node", "b", "-nats-routes", "nats://"+a.nodes.b.ClusterAddr())
 	b.dialWS(t, "/?topics=hot")
