@@ -3,21 +3,25 @@ package main
 import (
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
 
 	"github.com/wsdproject/wsd/broadcast"
 	"github.com/wsdproject/wsd/codec"
@@ -78,6 +82,62 @@ func publishBodyLimit(maxMessage int64) int64 {
 }
 
 func (a *admin) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+// adminListener is the admin listener. Until serve gives it the admin API it
+// answers every request 503, /healthz with its startingReply: a node of a
+// cluster opens it before its broker starts, which may take minutes (a
+// JetStream quorum), so that probes see a live process that is not ready.
+type adminListener struct {
+	srv      *http.Server
+	admin    atomic.Pointer[admin] // nil until serve
+	starting startingReply
+}
+
+// listenAdmin opens the admin listener of cfg and serves on it, answering
+// starting until serve.
+func listenAdmin(cfg *config, certs *certStore, log *zap.Logger, starting startingReply) (*adminListener, error) {
+	ln, err := net.Listen("tcp", cfg.AdminAddr)
+	if err != nil {
+		return nil, fmt.Errorf("admin listener: %w", err)
+	}
+	s := &adminListener{starting: starting}
+	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	if cfg.AdminTLS {
+		s.srv.TLSConfig = &tls.Config{GetCertificate: certs.get, MinVersion: tls.VersionTLS12}
+		go func() { _ = s.srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { _ = s.srv.Serve(ln) }()
+	}
+	log.Info("admin listening", zap.String("addr", ln.Addr().String()), zap.Bool("https", cfg.AdminTLS), zap.Bool("token", cfg.APIToken != ""), zap.Bool("pprof", cfg.Pprof))
+	return s, nil
+}
+
+func (s *adminListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if a := s.admin.Load(); a != nil {
+		a.ServeHTTP(w, r)
+		return
+	}
+	w.Header().Set("Retry-After", "1")
+	if r.URL.Path == "/healthz" {
+		writeJSON(w, http.StatusServiceUnavailable, s.starting)
+		return
+	}
+	writeError(w, http.StatusServiceUnavailable, "starting: "+s.starting.Reason+"; try again later")
+}
+
+// serve answers with a from now on. Safe on nil.
+func (s *adminListener) serve(a *admin) {
+	if s != nil {
+		s.admin.Store(a)
+	}
+}
+
+// close closes the listener and its connections. Safe on nil.
+func (s *adminListener) close() {
+	if s != nil {
+		_ = s.srv.Close()
+	}
+}
 
 func (a *admin) auth(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {

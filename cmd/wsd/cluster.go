@@ -58,6 +58,17 @@ func startCluster(cfg *config, log *zap.Logger) (*cluster, error) {
 	return cl, nil
 }
 
+// startingFor is what /healthz says while startCluster runs: with -history
+// on embedded NATS nodes, it waits for their JetStream quorum; otherwise it
+// starts its embedded NATS node or connects to NATS, usually at once.
+func startingFor(cfg *config) startingReply {
+	if cfg.NATSListen != "" && cfg.History != "" {
+		return startingReply{Status: "starting", Waiting: "jetstream quorum", Reason: fmt.Sprintf(
+			"waiting for a quorum of the nodes of -nats-routes to run and elect a JetStream leader, then for the history stream (up to %v each)", natsbroker.DefaultJetStreamWait)}
+	}
+	return startingReply{Status: "starting", Waiting: "nats", Reason: "starting the embedded NATS node or connecting to NATS"}
+}
+
 // tuneNATS, if set, changes the broker's options before it starts: tests
 // make a node's embedded NATS node keep little for it, to see it dropped
 // as a slow consumer.

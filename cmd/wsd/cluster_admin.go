@@ -248,6 +248,14 @@ type clusterHealthReply struct {
 	Cluster     clusterHealth `json:"cluster"`
 }
 
+// startingReply is the answer to /healthz, 503, while a node of a cluster
+// starts its broker (adminListener).
+type startingReply struct {
+	Status  string `json:"status"`  // starting
+	Waiting string `json:"waiting"` // what for: "jetstream quorum" or "nats"
+	Reason  string `json:"reason"`
+}
+
 // clusterHealth answers /healthz: 200 with "ok", or 503 with "degraded"
 // and the reason (see cluster.health).
 func (a *admin) clusterHealth(w http.ResponseWriter) {

@@ -3,13 +3,10 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -86,7 +83,7 @@ func run(args, environ []string) error {
 	if err != nil {
 		return &configError{err}
 	}
-	d, err := newDaemon(cfg)
+	d, err := buildDaemon(cfg, true)
 	var se *startError
 	switch {
 	case errors.As(err, &se):
@@ -108,14 +105,23 @@ type daemon struct {
 	nodes  *cluster   // nil without -nats-url or -nats-listen
 	certs  *certStore // nil without -tls-cert
 	auth   *authn     // nil without -auth
+
+	// adminLn is the admin listener once open: in a cluster before the
+	// broker starts (buildDaemon), alone in serve.
+	adminLn *adminListener
 }
 
-// newDaemon builds the logger, the hub, the mode's handler, the engine and
-// the admin handler. It opens nothing and logs nothing, but in a cluster:
-// there, once everything else is checked, it starts the NATS broker (which
-// connects, and listens with -nats-listen), and a failure to do so is a
-// *startError.
-func newDaemon(cfg *config) (d *daemon, err error) {
+// newDaemon is buildDaemon without the admin listener, which serve opens.
+func newDaemon(cfg *config) (*daemon, error) { return buildDaemon(cfg, false) }
+
+// buildDaemon builds the logger, the hub, the mode's handler, the engine
+// and the admin handler. It opens nothing and logs nothing, but in a
+// cluster: there, once everything else is checked, it starts the NATS
+// broker (which connects, and listens with -nats-listen), and a failure to
+// do so is a *startError. The broker may wait minutes for a JetStream
+// quorum, so with adminFirst it opens the admin listener just before,
+// which answers 503 "starting" until the node serves (adminListener).
+func buildDaemon(cfg *config, adminFirst bool) (d *daemon, err error) {
 	log, err := newLogger(cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		return nil, err
@@ -134,6 +140,16 @@ func newDaemon(cfg *config) (d *daemon, err error) {
 		// a mistake there is reported before the broker opens anything.
 		if _, err := engine.New(echoHandler{}, opts); err != nil {
 			return nil, err
+		}
+		if adminFirst && cfg.AdminAddr != "" {
+			if d.adminLn, err = listenAdmin(cfg, d.certs, log, startingFor(cfg)); err != nil {
+				return nil, &startError{err}
+			}
+			defer func() {
+				if err != nil { // buildDaemon's error
+					d.adminLn.close()
+				}
+			}()
 		}
 		cl, cerr := startCluster(cfg, log)
 		if cerr != nil {
@@ -185,22 +201,15 @@ func newDaemon(cfg *config) (d *daemon, err error) {
 func (d *daemon) serve() error {
 	defer d.nodes.close() // the engine first (below), then the broker
 	raiseFileLimit(d.log)
-	var adminSrv *http.Server
-	if d.admin != nil {
-		ln, err := net.Listen("tcp", d.cfg.AdminAddr)
+	if d.admin != nil && d.adminLn == nil { // alone: it serves at once
+		srv, err := listenAdmin(d.cfg, d.certs, d.log, startingReply{})
 		if err != nil {
-			return fmt.Errorf("admin listener: %w", err)
+			return err
 		}
-		adminSrv = &http.Server{Handler: d.admin, ReadHeaderTimeout: 10 * time.Second}
-		if d.cfg.AdminTLS {
-			adminSrv.TLSConfig = &tls.Config{GetCertificate: d.certs.get, MinVersion: tls.VersionTLS12}
-			go func() { _ = adminSrv.ServeTLS(ln, "", "") }()
-		} else {
-			go func() { _ = adminSrv.Serve(ln) }()
-		}
-		defer adminSrv.Close()
-		d.log.Info("admin listening", zap.String("addr", ln.Addr().String()), zap.Bool("https", d.cfg.AdminTLS), zap.Bool("token", d.cfg.APIToken != ""), zap.Bool("pprof", d.cfg.Pprof))
+		d.adminLn = srv
+		srv.serve(d.admin)
 	}
+	defer d.adminLn.close()
 	d.log.Info("starting", zap.String("mode", d.cfg.Mode))
 	if d.certs != nil {
 		d.log.Info("serving wss", append(certFields(d.certs.cert.Load()), zap.Strings("on", d.engineTLSAddrs()), zap.String("min_version", d.cfg.TLSMinVersion), zap.Bool("client_certs", d.cfg.TLSClientCA != ""))...)
@@ -220,9 +229,15 @@ func (d *daemon) serve() error {
 	}
 	done := make(chan error, 1)
 	go func() { done <- d.engine.Run() }()
+	ready := d.engine.Ready()
 wait:
 	for {
 		select {
+		case <-ready:
+			// The WebSocket listener is open: an admin listener that
+			// answered "starting" serves the admin API now.
+			d.adminLn.serve(d.admin)
+			ready = nil
 		case err := <-done:
 			return fmt.Errorf("engine on %s: %w", d.cfg.Addr, err)
 		case <-hup:
@@ -232,9 +247,7 @@ wait:
 			break wait
 		}
 	}
-	if adminSrv != nil {
-		_ = adminSrv.Close()
-	}
+	d.adminLn.close()
 	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.CloseTimeout+5*time.Second)
 	defer cancel()
 	if err := d.shutdown(ctx); err != nil {

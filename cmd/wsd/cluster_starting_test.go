@@ -1,0 +1,71 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/wsdproject/wsd/internal/wstest"
+)
+
+// TestHistoryClusterStarting: node a of two embedded NATS nodes with
+// -history starts while node b does not run, so their JetStream has no
+// quorum and a waits for it. Meanwhile a's admin listener answers: 503
+// {"status":"starting","waiting":"jetstream quorum"} on /healthz, 503 on
+// the other endpoints, and its WebSocket listener is not open. Once b
+// runs, a's /healthz turns 200 and a client of a subscribes to a topic
+// with history.
+func TestHistoryClusterStarting(t *testing.T) {
+	listens, routes := routeAddrs(t, 2)
+	history := func(name string) []string {
+		return []string{"-history", "news.*=100/10m", "-nats-store-dir", filepath.Join(t.TempDir(), name)}
+	}
+	a := launchRouted(t, "a", listens[0], routes, history("a")...)
+	var (
+		status int
+		body   []byte
+	)
+	wstest.WaitFor(t, 30*time.Second, "node a to answer /healthz", func() bool {
+		var err error
+		status, body, err = httpDo("GET", "http://"+a.admin+"/healthz", "")
+		return err == nil
+	})
+	var h startingReply
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&h); err != nil || status != 503 || h.Status != "starting" || h.Waiting != "jetstream quorum" || h.Reason == "" {
+		t.Fatalf("/healthz while a waits for its quorum: %d %s (%v)", status, body, err)
+	}
+	for _, r := range []struct{ method, path, body string }{
+		{"GET", "/metrics", ""},
+		{"GET", "/api/topics", ""},
+		{"POST", "/api/publish", `{"topic":"news.eu","data":"x"}`},
+	} {
+		status, body, err := httpDo(r.method, "http://"+a.admin+r.path, r.body)
+		if err != nil || status != 503 || !strings.Contains(string(body), "starting") {
+			t.Errorf("%s %s while a starts: %d %s (%v)", r.method, r.path, status, body, err)
+		}
+	}
+	if c, err := net.DialTimeout("tcp", a.addr, adminTimeout); err == nil {
+		c.Close()
+		t.Errorf("a's WebSocket listener is open before its quorum")
+	}
+
+	launchRouted(t, "b", listens[1], routes, history("b")...)
+	wstest.WaitFor(t, time.Minute, "node a to serve", func() bool {
+		status, h, _ := a.health()
+		return status == 200 && h.Status == "ok"
+	})
+	c, _, err := (&websocket.Dialer{HandshakeTimeout: adminTimeout}).Dial("ws://"+a.addr+"/?format=json&topics=news.eu", nil)
+	if err != nil {
+		t.Fatalf("dial a once it serves: %v", err)
+	}
+	defer c.Close()
+	expectSubscribed(t, "node a", c, "news.eu", nil, 0)
+}
