@@ -280,8 +280,10 @@ type session struct {
 	id atomic.Pointer[auth.Identity] // nil until the auth message is accepted; read by the admin API
 
 	// Loop only.
-	opened    bool // the mode's OnOpen ran
-	checking  bool // an auth or refresh token is being checked off the loop: the messages after it wait in held
+	opened    bool   // the mode's OnOpen ran
+	checking  bool   // an auth or refresh token is being checked off the loop: the messages after it wait in held
+	passing   bool   // while checking a refresh: held overflowed, so messages are handled at once, under the current token
+	check     uint32 // counts the checks sent off the loop: the answer to an earlier one is stale
 	held      []heldMessage
 	heldBytes int
 	expired   int64 // when {"op":"expired"} was sent (unix ns); 0: not sent for this token
@@ -366,7 +368,7 @@ func (h *authHandler) OnMessage(c *engine.Conn, op codec.OpCode, p []byte) {
 	if s == nil {
 		return
 	}
-	if s.checking {
+	if s.checking && !s.passing {
 		h.hold(s, op, p)
 		return
 	}
@@ -423,8 +425,11 @@ func (h *authHandler) verify(s *session, token string, refresh bool) {
 		h.verified(s, id, err, refresh)
 		return
 	}
-	s.checking = true
-	res := &authResult{h: h, s: s, refresh: refresh}
+	// While passing, this refresh takes the place of the one being checked,
+	// whose answer will be stale: the messages after it are held for it.
+	s.checking, s.passing = true, false
+	s.check++
+	res := &authResult{h: h, s: s, refresh: refresh, check: s.check}
 	err := g.pool.Submit(func() (*auth.Identity, error) {
 		return g.cfg.jwt.Verify(token, time.Now())
 	}, func(id *auth.Identity, err error) {
@@ -448,11 +453,23 @@ type heldMessage struct {
 // message's token is checked off the loop, to be handled once the check
 // succeeds (replay), under the identity it gives; a refusal closes the
 // connection, and the held messages are dropped. Past holdCount messages
-// or holdBytes bytes the connection is closed with 4000. Loop only.
+// or holdBytes bytes, a connection still to authenticate is closed with
+// 4000; one that refreshes, and holds a token that was good until now, is
+// not: the held messages, this one and those after it until the answer
+// are handled at once, in order, under that token (passing), as a client
+// that streams publishes while it refreshes expects. Loop only.
 func (h *authHandler) hold(s *session, op codec.OpCode, p []byte) {
 	g := h.g
 	if len(s.held) >= g.holdCount || s.heldBytes+len(p) > g.holdBytes {
-		g.closeConn(s.c, closeAuthBadMessage, "too much sent before the answer to the auth or refresh message")
+		if !s.opened {
+			g.closeConn(s.c, closeAuthBadMessage, "too much sent before the answer to the auth message")
+			return
+		}
+		s.passing = true
+		h.replay(s)
+		if s.c.IsOpen() {
+			h.OnMessage(s.c, op, p)
+		}
 		return
 	}
 	s.held = append(s.held, heldMessage{op, append([]byte(nil), p...)})
@@ -479,13 +496,17 @@ type authResult struct {
 	h       *authHandler
 	s       *session
 	refresh bool
+	check   uint32 // session.check when it was sent
 	id      *auth.Identity
 	err     error
 }
 
 func (r *authResult) Run(*engine.Loop) {
 	s := r.s
-	s.checking = false
+	if r.check != s.check {
+		return // a later refresh took its place (see verify)
+	}
+	s.checking, s.passing = false, false
 	if !s.c.IsOpen() {
 		return
 	}

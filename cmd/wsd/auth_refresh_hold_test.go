@@ -78,9 +78,12 @@ func onlySession(t *testing.T, td *testDaemon) *session {
 // its ES256 token is checked on the pool (held there by gatePool; the
 // pong to a ping sent last shows the server has read everything before
 // it) waits for the answer and is handled in order under the new token;
-// a refused token closes 4001 and drops it; more than maxHeld messages
-// close 4000, as after an auth message; a second refresh waits behind the
-// first, its check not started before the first one's answer.
+// a refused token closes 4001 and drops it; past maxHeld messages they are
+// handled at once under the old token instead (the connection is not
+// closed, unlike one still to authenticate), and a refresh sent then takes
+// the place of the pending one; a second refresh sent while messages are
+// held waits behind the first, its check not started before the first
+// one's answer.
 func TestAuthRefreshHeld(t *testing.T) {
 	k := newTestKeys(t)
 	td := esDaemon(t, k, "-auth-check-workers", "1")
@@ -132,17 +135,69 @@ func TestAuthRefreshHeld(t *testing.T) {
 		td.publish(t, `{"topic":"news.x","data":"sentinel"}`)
 		sub.ExpectText("sentinel")
 	})
+	// Past maxHeld messages, a refreshing connection is not closed: what it
+	// sent is handled at once, in order, under the token it has.
+	publishes := func(t *testing.T, c *wstest.Client, topic string, n int) []wstest.Frame {
+		frames := make([]wstest.Frame, n)
+		for i := range frames {
+			frames[i] = rawJSON(t, map[string]string{"op": "publish", "topic": topic, "data": "m" + itoa(int64(i))})
+		}
+		return frames
+	}
+	// passedThrough reads what n publishes to c's own topic bring before
+	// the pong to ping: their acks, and their messages in order.
+	passedThrough := func(t *testing.T, c *wstest.Client, n int) {
+		t.Helper()
+		acks, next, pong := 0, 0, false
+		for acks < n || next < n || !pong {
+			f := c.ExpectFrame()
+			switch p := string(f.Payload); {
+			case f.Opcode == wstest.OpPong && p == "read":
+				pong = true
+			case strings.Contains(p, `"op":"published"`):
+				acks++
+			case p == "m"+itoa(int64(next)):
+				next++
+			default:
+				t.Fatalf("got %v after %d acks and %d messages, want m%d, an ack or the pong", f, acks, next, next)
+			}
+		}
+	}
 	t.Run("too many", func(t *testing.T) {
 		c := dial(t, tok)
-		gatePool(t, td)
-		frames := []wstest.Frame{rawJSON(t, map[string]string{"op": "refresh", "token": tok})}
-		for range maxHeld + 1 {
-			frames = append(frames, rawJSON(t, map[string]string{"op": "subscribe", "topic": "news.a"}))
-		}
+		c.WriteFrames(rawJSON(t, map[string]string{"op": "subscribe", "topic": "news.a"}))
+		expectOps(t, c, "subscribed")
+		release := gatePool(t, td)
+		frames := append([]wstest.Frame{rawJSON(t, map[string]string{"op": "refresh", "token": fresh("fresh.d")})},
+			publishes(t, c, "news.a", maxHeld+1)...)
+		c.WriteFrames(append(frames, ping)...)
+		passedThrough(t, c, maxHeld+1) // before the answer: under the old token
+		release()
+		expectOps(t, c, "refreshed")
+		c.WriteFrames(rawJSON(t, map[string]string{"op": "subscribe", "topic": "fresh.d"}))
+		expectOps(t, c, "subscribed")
+	})
+	t.Run("refresh after too many", func(t *testing.T) {
+		// A refresh sent once the messages pass takes the place of the one
+		// being checked: what follows it waits for its answer, and the
+		// first one's answer, stale, is not applied.
+		c := dial(t, tok)
+		c.WriteFrames(rawJSON(t, map[string]string{"op": "subscribe", "topic": "news.a"}))
+		expectOps(t, c, "subscribed")
+		release := gatePool(t, td)
+		frames := append([]wstest.Frame{rawJSON(t, map[string]string{"op": "refresh", "token": fresh("fresh.e")})},
+			publishes(t, c, "news.a", maxHeld+1)...)
+		frames = append(frames, rawJSON(t, map[string]string{"op": "refresh", "token": fresh("fresh.f")}),
+			rawJSON(t, map[string]string{"op": "subscribe", "topic": "fresh.f"}), ping)
 		c.WriteFrames(frames...)
-		if _, reason := c.ExpectClose(int(closeAuthBadMessage)); !strings.Contains(reason, "too much sent") {
-			t.Fatalf("reason %q", reason)
+		passedThrough(t, c, maxHeld+1)
+		if q := td.daemon.auth.pool.Stats().Queued; q != 2 {
+			t.Fatalf("%d checks queued, want 2", q)
 		}
+		release()
+		expectOps(t, c, "refreshed", "subscribed")
+		c.WriteFrames(rawJSON(t, map[string]string{"op": "whoami"}))
+		expectOps(t, c, "whoami") // and no second "refreshed" before it
 	})
 	t.Run("refresh behind refresh", func(t *testing.T) {
 		c := dial(t, tok)
