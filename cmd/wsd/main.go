@@ -145,9 +145,10 @@ func buildDaemon(cfg *config, adminFirst bool) (d *daemon, err error) {
 			if d.adminLn, err = listenAdmin(cfg, d.certs, log, startingFor(cfg)); err != nil {
 				return nil, &startError{err}
 			}
+			ln := d.adminLn // d is nil once an error is returned
 			defer func() {
 				if err != nil { // buildDaemon's error
-					d.adminLn.close()
+					ln.close()
 				}
 			}()
 		}
@@ -170,9 +171,10 @@ func buildDaemon(cfg *config, adminFirst bool) (d *daemon, err error) {
 	opts.OnUpgrade, opts.HTTPHandler = md.onUpgrade, md.httpHandler
 	if d.auth = md.auth; d.auth != nil {
 		d.auth.log = log
+		a := d.auth // d is nil once an error is returned
 		defer func() {
 			if err != nil { // newDaemon's error: nothing will shut it down
-				d.auth.close()
+				a.close()
 			}
 		}()
 	}

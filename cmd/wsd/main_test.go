@@ -94,6 +94,10 @@ func TestDaemonExitStatus(t *testing.T) {
 		{name: "port in use", args: []string{"-addr", held, "-admin-addr="}, status: 1, has: "wsd: engine on " + held + ": "},
 		{name: "port in use without reuse-port", args: []string{"-addr", held, "-admin-addr=", "-reuse-port=false"}, status: 1, has: "wsd: engine on " + held + ": "},
 		{name: "admin port in use", args: []string{"-addr", wstest.FreeAddr(t), "-admin-addr", held}, status: 1, has: "wsd: admin listener: "},
+		// In a cluster the admin listener opens before the broker starts: a
+		// broker that does not start is reported, and the listener closed.
+		{name: "route port in use, admin listener open", args: []string{"-mode", "push", "-addr", wstest.FreeAddr(t), "-admin-addr", wstest.FreeAddr(t), "-nats-listen", held},
+			status: 1, has: "wsd: starting the broker (embedded NATS node, routes on " + held + "): "},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
