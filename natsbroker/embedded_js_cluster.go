@@ -2,6 +2,7 @@ package natsbroker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -52,6 +53,21 @@ func storeDir(o *Options, node string) string {
 // embedded servers joined by routes to elect a meta leader.
 const DefaultJetStreamWait = 2 * time.Minute
 
+// ErrAborted is New's error when Options.Abort was closed while it waited.
+var ErrAborted = errors.New("natsbroker: start aborted while waiting for the JetStream of the embedded cluster")
+
+// pause waits d, or until abort is closed: false then.
+func pause(abort <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-abort:
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
 // waitMetaLeader waits, with History on embedded servers joined by routes,
 // until the server's JetStream knows its meta leader, checking with backoff
 // up to DefaultJetStreamWait. Called by startServer, so New creates the
@@ -69,7 +85,9 @@ func waitMetaLeader(s *server.Server, o *Options, log *zap.Logger) error {
 		if attempt%20 == 0 {
 			log.Info("natsbroker: waiting for the JetStream meta leader of the embedded cluster", zap.Int("attempt", attempt))
 		}
-		time.Sleep(wait) // backoff between checks of the server's state
+		if !pause(o.Abort, wait) { // backoff between checks of the server's state
+			return ErrAborted
+		}
 		wait = min(2*wait, time.Second)
 	}
 	return nil
@@ -90,7 +108,9 @@ func (b *Broker) firstStream() (jetstream.Stream, error) {
 			return s, err
 		}
 		b.log.Info("natsbroker: creating the JetStream stream of the embedded cluster, again", zap.Int("attempt", attempt), zap.Error(err))
-		time.Sleep(wait) // backoff between attempts
+		if !pause(b.opts.Abort, wait) { // backoff between attempts
+			return nil, ErrAborted
+		}
 		wait = min(2*wait, 2*time.Second)
 	}
 }

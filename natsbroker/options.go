@@ -137,6 +137,12 @@ type Options struct {
 	// directory (embedded_js_cluster.go), so nodes on one host do not share one.
 	HistoryDir string
 
+	// Abort, once closed, stops New waiting for the JetStream of embedded
+	// servers joined by routes (up to DefaultJetStreamWait for its meta
+	// leader, and as long again for its stream): New then stops what it
+	// started and returns ErrAborted. nil: New waits its full time.
+	Abort <-chan struct{}
+
 	// Logger gets connection events (lost, re-established, slow consumer)
 	// and the embedded server's notices, warnings and errors. nil means
 	// zap.NewNop().

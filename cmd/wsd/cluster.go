@@ -39,8 +39,10 @@ type cluster struct {
 
 // startCluster starts the broker of cfg's NATS flags: it connects to
 // NATS, or starts the embedded NATS node (which listens on -nats-listen).
-func startCluster(cfg *config, log *zap.Logger) (*cluster, error) {
+// Closing abort stops its wait for a JetStream quorum (natsbroker.ErrAborted).
+func startCluster(cfg *config, log *zap.Logger, abort <-chan struct{}) (*cluster, error) {
 	o := natsOptions(cfg, log)
+	o.Abort = abort
 	if tuneNATS != nil {
 		tuneNATS(&o)
 	}

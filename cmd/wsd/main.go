@@ -17,6 +17,7 @@ import (
 	"github.com/wsdproject/wsd/broadcast"
 	"github.com/wsdproject/wsd/codec"
 	"github.com/wsdproject/wsd/engine"
+	"github.com/wsdproject/wsd/natsbroker"
 )
 
 // Exit statuses of wsd.
@@ -83,16 +84,31 @@ func run(args, environ []string) error {
 	if err != nil {
 		return &configError{err}
 	}
-	d, err := buildDaemon(cfg, true)
+	// From here SIGINT and SIGTERM stop wsd: while a cluster node waits for
+	// its JetStream quorum (minutes, perhaps) by ending the wait, then by
+	// serve's orderly shutdown.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	abort, stop := make(chan struct{}), make(chan os.Signal, 1)
+	go func() {
+		s := <-sig
+		close(abort)
+		stop <- s
+	}()
+	d, err := buildDaemon(cfg, true, abort)
 	var se *startError
 	switch {
+	case errors.Is(err, natsbroker.ErrAborted):
+		fmt.Fprintf(os.Stderr, "wsd: stopped by a signal (%v) while waiting for the JetStream quorum\n", <-stop)
+		return nil
 	case errors.As(err, &se):
 		return se.err
 	case err != nil:
 		return &configError{err}
 	}
 	defer func() { _ = d.log.Sync() }()
-	return d.serve()
+	return d.serve(stop)
 }
 
 // daemon is wsd built from its configuration, not yet started.
@@ -112,7 +128,7 @@ type daemon struct {
 }
 
 // newDaemon is buildDaemon without the admin listener, which serve opens.
-func newDaemon(cfg *config) (*daemon, error) { return buildDaemon(cfg, false) }
+func newDaemon(cfg *config) (*daemon, error) { return buildDaemon(cfg, false, nil) }
 
 // buildDaemon builds the logger, the hub, the mode's handler, the engine
 // and the admin handler. It opens nothing and logs nothing, but in a
@@ -121,7 +137,8 @@ func newDaemon(cfg *config) (*daemon, error) { return buildDaemon(cfg, false) }
 // do so is a *startError. The broker may wait minutes for a JetStream
 // quorum, so with adminFirst it opens the admin listener just before,
 // which answers 503 "starting" until the node serves (adminListener).
-func buildDaemon(cfg *config, adminFirst bool) (d *daemon, err error) {
+// Closing abort ends that wait: the error is then natsbroker.ErrAborted.
+func buildDaemon(cfg *config, adminFirst bool, abort <-chan struct{}) (d *daemon, err error) {
 	log, err := newLogger(cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		return nil, err
@@ -152,7 +169,7 @@ func buildDaemon(cfg *config, adminFirst bool) (d *daemon, err error) {
 				}
 			}()
 		}
-		cl, cerr := startCluster(cfg, log)
+		cl, cerr := startCluster(cfg, log, abort)
 		if cerr != nil {
 			return nil, &startError{cerr}
 		}
@@ -198,9 +215,10 @@ func buildDaemon(cfg *config, adminFirst bool) (d *daemon, err error) {
 	return d, nil
 }
 
-// serve opens the listeners and serves until SIGINT or SIGTERM (then it
-// closes the connections and returns nil) or until the engine fails.
-func (d *daemon) serve() error {
+// serve opens the listeners and serves until a signal comes on stop
+// (SIGINT or SIGTERM: then it closes the connections and returns nil) or
+// until the engine fails.
+func (d *daemon) serve(stop <-chan os.Signal) error {
 	defer d.nodes.close() // the engine first (below), then the broker
 	raiseFileLimit(d.log)
 	if d.admin != nil && d.adminLn == nil { // alone: it serves at once
@@ -220,9 +238,6 @@ func (d *daemon) serve() error {
 		d.log.Info("cluster node", zap.String("node", cl.b.Node()), zap.String("nats", cl.where), zap.String("prefix", d.cfg.NATSPrefix))
 	}
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sig)
 	var hup chan os.Signal // SIGHUP reloads the certificate
 	if d.certs != nil {
 		hup = make(chan os.Signal, 1)
@@ -244,7 +259,7 @@ wait:
 			return fmt.Errorf("engine on %s: %w", d.cfg.Addr, err)
 		case <-hup:
 			d.certs.reload(d.log)
-		case s := <-sig:
+		case s := <-stop:
 			d.log.Info("signal received, closing connections", zap.String("signal", s.String()))
 			break wait
 		}
