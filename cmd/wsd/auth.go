@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"strings"
@@ -524,7 +525,23 @@ func (h *authHandler) verified(s *session, id *auth.Identity, err error, refresh
 		if ae, ok := err.(*auth.Error); ok {
 			reason = ae.Reason
 		}
-		g.closeConn(c, closeAuthFailed, reason)
+		// A refusal that is the server's (checks overloaded, shutting down,
+		// a check that panicked) says nothing of the token: a refresh the
+		// pool is too busy to take leaves the connection its token, and the
+		// client may send it again; otherwise the close code says "try
+		// again later" (1013) or "server error" (1011), not 4001.
+		code := closeAuthFailed
+		switch auth.Status(err) {
+		case http.StatusServiceUnavailable:
+			if refresh && s.opened && errors.Is(err, auth.ErrBusy) {
+				pushError(c, codeUnavailable, "", reason+": the token is unchanged, send the refresh again")
+				return
+			}
+			code = codec.StatusTryAgainLater
+		case http.StatusInternalServerError:
+			code = codec.StatusInternalError
+		}
+		g.closeConn(c, code, reason)
 		return
 	}
 	if !s.opened {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wsdproject/wsd/auth"
+	"github.com/wsdproject/wsd/codec"
 	"github.com/wsdproject/wsd/engine"
 	"github.com/wsdproject/wsd/internal/wstest"
 )
@@ -253,4 +254,63 @@ func TestAuthRefreshGraceChecked(t *testing.T) {
 	expectOps(t, c, "refreshed")
 	c.WriteFrames(rawJSON(t, map[string]string{"op": "subscribe", "topic": "fresh.a"}))
 	expectOps(t, c, "subscribed")
+}
+
+// fillPool fills the queue of td's check pool behind gatePool's gate, so
+// that the next check is refused with auth.ErrBusy until release.
+func fillPool(t *testing.T, td *testDaemon) (release func()) {
+	t.Helper()
+	release = gatePool(t, td)
+	pool := td.daemon.auth.pool
+	for n := 0; ; n++ {
+		err := pool.Submit(func() (*auth.Identity, error) { return nil, errors.New("a filler") }, func(*auth.Identity, error) {})
+		if errors.Is(err, auth.ErrBusy) {
+			return release
+		}
+		if err != nil || n > 1<<16 {
+			t.Fatalf("filling the check pool: %v after %d checks", err, n)
+		}
+	}
+}
+
+// TestAuthCheckBusy: a token the check pool is too busy to take is not
+// refused as a bad one. A refresh gets an "unavailable" error, the
+// connection keeps its token (and may refresh again once the pool has
+// room); an auth message closes with 1013, try again later, not 4001.
+func TestAuthCheckBusy(t *testing.T) {
+	k := newTestKeys(t)
+	td := esDaemon(t, k, "-auth-check-workers", "1")
+	tok := mint(t, k.es, nil)
+	fresh := mint(t, k.es, func(c *auth.Claims) { c.Topics = append(c.Topics, "fresh.a") })
+	t.Run("refresh", func(t *testing.T) {
+		c := wstest.Dial(t, td.addr)
+		c.Handshake("/?token=" + tok)
+		release := fillPool(t, td)
+		c.WriteFrames(rawJSON(t, map[string]string{"op": "refresh", "token": fresh}))
+		if m := nextJSON(t, c); m["op"] != "error" || m["code"] != "unavailable" {
+			t.Fatalf("refresh while the pool is full: %v, want an unavailable error", m)
+		}
+		c.WriteFrames(rawJSON(t, map[string]string{"op": "subscribe", "topic": "fresh.a"}))
+		if m := nextJSON(t, c); m["op"] != "error" || m["code"] != "forbidden" {
+			t.Fatalf("subscribe under the old token: %v, want forbidden", m)
+		}
+		release()
+		wstest.WaitFor(t, adminTimeout, "the check pool to drain", func() bool {
+			st := td.daemon.auth.pool.Stats()
+			return st.Queued == 0 && st.Running == 0
+		})
+		c.WriteFrames(rawJSON(t, map[string]string{"op": "refresh", "token": fresh}),
+			rawJSON(t, map[string]string{"op": "subscribe", "topic": "fresh.a"}))
+		expectOps(t, c, "refreshed", "subscribed")
+	})
+	t.Run("auth message", func(t *testing.T) {
+		c := wstest.Dial(t, td.addr)
+		c.Handshake("/")
+		release := fillPool(t, td)
+		defer release()
+		c.WriteFrames(rawJSON(t, map[string]string{"op": "auth", "token": tok}))
+		if code, reason := c.ExpectClose(int(codec.StatusTryAgainLater)); !strings.Contains(reason, "busy") {
+			t.Fatalf("close %d %q, want 1013 busy", code, reason)
+		}
+	})
 }
