@@ -94,6 +94,7 @@ type config struct {
 	TLSKey           string
 	TLSAddr          string
 	TLSMinVersion    string
+	TLSCurves        string
 	TLSClientCA      string
 	MaxTLSHandshakes int
 	AdminTLS         bool

@@ -185,6 +185,8 @@ func TestConfigErrors(t *testing.T) {
 		{"log level", []string{"-log-level", "loud"}, nil, "", []string{`-log-level: invalid log level "loud": want debug, info, warn or error`}},
 		{"log format", nil, []string{"WSD_LOG_FORMAT=xml"}, "", []string{`-log-format: invalid log format "xml" (from WSD_LOG_FORMAT): want console or json`}},
 		{"subprotocol", []string{"-subprotocols", "chat,bad proto"}, nil, "", []string{`-subprotocols: invalid subprotocol "bad proto": want a token`}},
+		{"key exchange", []string{"-tls-curves", "X25519,ffdhe2048"}, nil, "",
+			[]string{`-tls-curves: invalid key exchange "ffdhe2048": want X25519MLKEM768, SecP256r1MLKEM768, SecP384r1MLKEM1024, X25519, CurveP256, CurveP384 or CurveP521 (in any case)`}},
 
 		// Addresses.
 		{"addr without port", []string{"-addr", "bad"}, nil, "", []string{`-addr: invalid address "bad": want host:port (port 1-65535), tcp://host:port`}},

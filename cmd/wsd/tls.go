@@ -31,6 +31,9 @@ func addTLSFlags(fs *flag.FlagSet, c *config) {
 	text(&c.TLSAddr, "tls-addr", "", true, checkTLSAddrs,
 		"with -tls-cert: listen addresses, comma-separated, that serve wss:// next to the plain ws:// of -addr (empty: every -addr serves wss://)")
 	text(&c.TLSMinVersion, "tls-min-version", "1.2", false, oneOf("TLS version", "1.2", "1.3"), "with -tls-cert: oldest TLS version accepted, 1.2 or 1.3")
+	text(&c.TLSCurves, "tls-curves", "", true, eachItem(checkCurve),
+		"with -tls-cert: key exchanges accepted, comma-separated: "+strings.Join(curveNames, ", ")+
+			" (any case; crypto/tls chooses among them in its own order, not the list's; empty: crypto/tls's defaults, all of these)")
 	text(&c.TLSClientCA, "tls-client-ca", "", false, checkCAFile,
 		"with -tls-cert: PEM CA certificates; clients must present a certificate they verify (mutual TLS)")
 	c.MaxTLSHandshakes = 0
@@ -72,6 +75,54 @@ func checkPEMFile(what, block string) func(string) *valueError {
 	}
 }
 
+// tlsCurves are the key exchanges -tls-curves takes, by the names
+// tls.CurveID.String gives them: Go 1.26's defaults, in the order it
+// prefers them. crypto/tls ignores the order of CurvePreferences: among the
+// key exchanges of the list that the client offers it takes a post-quantum
+// hybrid first, then one the client sent a key share for, then the first
+// in its own order.
+var tlsCurves = []tls.CurveID{tls.X25519MLKEM768, tls.SecP256r1MLKEM768, tls.SecP384r1MLKEM1024, tls.X25519, tls.CurveP256, tls.CurveP384, tls.CurveP521}
+
+// curveNames are the names of tlsCurves.
+var curveNames = func() []string {
+	names := make([]string, len(tlsCurves))
+	for i, id := range tlsCurves {
+		names[i] = id.String()
+	}
+	return names
+}()
+
+// parseCurve returns the key exchange of a -tls-curves name, in any case.
+func parseCurve(name string) (tls.CurveID, bool) {
+	for _, id := range tlsCurves {
+		if strings.EqualFold(name, id.String()) {
+			return id, true
+		}
+	}
+	return 0, false
+}
+
+// checkCurve vets one -tls-curves name.
+func checkCurve(name string) *valueError {
+	if _, ok := parseCurve(name); ok {
+		return nil
+	}
+	err := oneOf("key exchange", curveNames...)(name)
+	err.want += " (in any case)"
+	return err
+}
+
+// curvePreferences is tls.Config.CurvePreferences for -tls-curves, the
+// key exchanges accepted: nil (crypto/tls's defaults) when it is empty.
+func curvePreferences(list string) []tls.CurveID {
+	var ids []tls.CurveID
+	for _, name := range splitList(list) {
+		id, _ := parseCurve(name) // checked when set
+		ids = append(ids, id)
+	}
+	return ids
+}
+
 // tlsOn reports whether c serves wss.
 func (c *config) tlsOn() bool { return c.TLSCert != "" }
 
@@ -90,7 +141,8 @@ func (c *config) checkTLS() []error {
 		for _, f := range []struct {
 			name string
 			set  bool
-		}{{"tls-addr", len(splitList(c.TLSAddr)) > 0}, {"tls-min-version", c.TLSMinVersion != "1.2"}, {"tls-client-ca", c.TLSClientCA != ""},
+		}{{"tls-addr", len(splitList(c.TLSAddr)) > 0}, {"tls-min-version", c.TLSMinVersion != "1.2"}, {"tls-curves", len(splitList(c.TLSCurves)) > 0},
+			{"tls-client-ca", c.TLSClientCA != ""},
 			{"max-tls-handshakes", c.MaxTLSHandshakes != 0}, {"admin-tls", c.AdminTLS}} {
 			if f.set {
 				errs = append(errs, fmt.Errorf("%s needs -tls-cert and -tls-key: without them wsd serves no TLS", c.describe(f.name, c.tlsSetting(f.name))))
@@ -117,6 +169,8 @@ func (c *config) tlsSetting(name string) any {
 		return c.TLSAddr
 	case "tls-min-version":
 		return c.TLSMinVersion
+	case "tls-curves":
+		return c.TLSCurves
 	case "tls-client-ca":
 		return c.TLSClientCA
 	case "max-tls-handshakes":
@@ -171,10 +225,11 @@ func certFields(cert *tls.Certificate) []zap.Field {
 }
 
 // tlsConfig is the engine's TLS configuration: the certificate from s,
-// the minimum version and, with -tls-client-ca, mutual TLS. ALPN
-// (http/1.1) and session tickets are the engine's defaults.
+// the minimum version, the key exchanges accepted (-tls-curves) and, with
+// -tls-client-ca, mutual TLS. ALPN (http/1.1) and session tickets are the
+// engine's defaults.
 func tlsConfig(c *config, s *certStore) (*tls.Config, error) {
-	t := &tls.Config{GetCertificate: s.get, MinVersion: tls.VersionTLS12}
+	t := &tls.Config{GetCertificate: s.get, MinVersion: tls.VersionTLS12, CurvePreferences: curvePreferences(c.TLSCurves)}
 	if c.TLSMinVersion == "1.3" {
 		t.MinVersion = tls.VersionTLS13
 	}

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -147,6 +148,13 @@ func TestConfigTLS(t *testing.T) {
 			[]string{`-tls-addr 127.0.0.1:8443 needs -tls-cert and -tls-key: without them wsd serves no TLS`,
 				`-tls-min-version 1.3 (from WSD_TLS_MIN_VERSION) needs -tls-cert and -tls-key`,
 				`-admin-tls true needs -tls-cert and -tls-key`}},
+		{"curve", append([]string{"-tls-curves", "X25519,P-256"}, pair...), nil, "",
+			[]string{`-tls-curves: invalid key exchange "P-256": want X25519MLKEM768, SecP256r1MLKEM768, SecP384r1MLKEM1024, X25519, CurveP256, CurveP384 or CurveP521 (in any case)`}},
+		{"curve from env", pair, []string{"WSD_TLS_CURVES=x448"}, "", []string{`-tls-curves: invalid key exchange "x448" (from WSD_TLS_CURVES): want X25519MLKEM768, `}},
+		{"curve from the file", nil, nil, "tls_cert: cert.pem\ntls_key: key.pem\ntls_curves: [X25519, secp256r1]\n",
+			[]string{`c.yaml:3: tls_curves: invalid key exchange "secp256r1": want X25519MLKEM768, `}},
+		{"curves without a certificate", nil, nil, "tls_curves: [X25519, CurveP256]\n",
+			[]string{`-tls-curves X25519,CurveP256 (from c.yaml:1: tls_curves) needs -tls-cert and -tls-key: without them wsd serves no TLS`}},
 		{"admin tls without admin", append([]string{"-admin-tls", "-admin-addr="}, pair...), nil, "", []string{`-admin-tls true needs -admin-addr: the admin listener is off`}},
 	}
 	if os.Geteuid() != 0 { // root reads any file
@@ -186,6 +194,32 @@ func TestConfigTLS(t *testing.T) {
 	if opts.TLS.MinVersion != tls.VersionTLS13 || opts.TLS.ClientAuth != tls.RequireAndVerifyClientCert || opts.MaxTLSHandshakes != 3 ||
 		len(opts.TLSAddrs) != 1 || opts.TLSAddrs[0] != "127.0.0.1:8443" {
 		t.Errorf("engine options: TLS %+v, MaxTLSHandshakes %d, TLSAddrs %q", opts.TLS, opts.MaxTLSHandshakes, opts.TLSAddrs)
+	}
+	if opts.TLS.CurvePreferences != nil {
+		t.Errorf("CurvePreferences %v without -tls-curves, want nil (crypto/tls's defaults)", opts.TLS.CurvePreferences)
+	}
+
+	// -tls-curves from each source, in any case, in its order.
+	writeFile(t, dir, "curves.yaml", []byte("tls_curves: [x25519, CURVEP256, X25519MLKEM768]\n"))
+	for _, src := range []struct {
+		name      string
+		args, env []string
+	}{
+		{"flag", []string{"-tls-curves", "x25519, CURVEP256,X25519MLKEM768"}, nil},
+		{"env", nil, []string{"WSD_TLS_CURVES=x25519,CURVEP256,X25519MLKEM768"}},
+		{"file", []string{"-config", "curves.yaml"}, nil},
+	} {
+		cfg, _, err := loadConfig(append(src.args, pair...), src.env)
+		if err != nil {
+			t.Fatalf("%s: %v", src.name, err)
+		}
+		opts := engineOptions(cfg, nil)
+		if err := setTLS(&opts, cfg, newCertStore(cfg)); err != nil {
+			t.Fatal(err)
+		}
+		if want := []tls.CurveID{tls.X25519, tls.CurveP256, tls.X25519MLKEM768}; !slices.Equal(opts.TLS.CurvePreferences, want) {
+			t.Errorf("%s: CurvePreferences %v, want %v", src.name, opts.TLS.CurvePreferences, want)
+		}
 	}
 }
 
@@ -337,6 +371,62 @@ func TestDaemonTLSMinVersion(t *testing.T) {
 	}
 	c := mustDialWSS(t, d.Addr, "/", ca, nil)
 	roundTrip(t, c, c, "1.3")
+}
+
+// TestDaemonTLSCurves: -tls-curves sets the key exchanges the daemon
+// accepts, not their order: crypto/tls (Go 1.26) chooses among those the
+// client offers a post-quantum hybrid first, then one the client sent a
+// key share for, then the first in its own order (X25519MLKEM768,
+// SecP256r1MLKEM768, SecP384r1MLKEM1024, X25519, CurveP256, CurveP384,
+// CurveP521); a client without a share for the one chosen is sent a
+// HelloRetryRequest. A Go client offering its defaults sends X25519MLKEM768
+// and X25519 shares; one offering others sends a share for the first of
+// them in that order.
+func TestDaemonTLSCurves(t *testing.T) {
+	ca, cert, key := tlsFiles(t)
+	x25519Only := []tls.CurveID{tls.X25519}
+	type dial struct {
+		client []tls.CurveID // nil: Go's defaults
+		want   tls.CurveID   // 0: the handshake fails
+		retry  bool          // a HelloRetryRequest
+	}
+	for _, tc := range []struct {
+		curves string // "": the default
+		dials  []dial
+	}{
+		{"", []dial{{nil, tls.X25519MLKEM768, false}, {x25519Only, tls.X25519, false}}},
+		{"X25519", []dial{{nil, tls.X25519, false}, {[]tls.CurveID{tls.CurveP256}, 0, false}}},
+		// The list's order does not put X25519 before a hybrid...
+		{"X25519,X25519MLKEM768", []dial{{nil, tls.X25519MLKEM768, false}, {x25519Only, tls.X25519, false}}},
+		// ...nor CurveP384 before CurveP256, when the client sent a
+		// share for neither.
+		{"curvep384,CURVEP256", []dial{{nil, tls.CurveP256, true}, {[]tls.CurveID{tls.CurveP384}, tls.CurveP384, false}}},
+		{"CurveP256", []dial{{nil, tls.CurveP256, true}, {x25519Only, 0, false}}},
+	} {
+		t.Run("curves="+tc.curves, func(t *testing.T) {
+			args := []string{"-mode", "echo", "-tls-cert", cert, "-tls-key", key}
+			if tc.curves != "" {
+				args = append(args, "-tls-curves", tc.curves)
+			}
+			d := wstest.StartDaemon(t, args...)
+			for _, dl := range tc.dials {
+				c, err := dialWSS(t, d.Addr, "/", ca, &tls.Config{CurvePreferences: dl.client})
+				if dl.want == 0 {
+					if err == nil {
+						t.Errorf("client %v: connected with %v, want a failed handshake", dl.client, c.NetConn().(*tls.Conn).ConnectionState().CurveID)
+					}
+					continue
+				}
+				if err != nil {
+					t.Fatalf("client %v: %v", dl.client, err)
+				}
+				if cs := c.NetConn().(*tls.Conn).ConnectionState(); cs.CurveID != dl.want || cs.HelloRetryRequest != dl.retry {
+					t.Errorf("client %v: key exchange %v, HelloRetryRequest %v; want %v, %v", dl.client, cs.CurveID, cs.HelloRetryRequest, dl.want, dl.retry)
+				}
+				roundTrip(t, c, c, "over "+dl.want.String())
+			}
+		})
+	}
 }
 
 // TestDaemonTLSConfigErrors: the TLS configuration errors exit 2, naming
