@@ -103,7 +103,7 @@ func listenAdmin(cfg *config, certs *certStore, log *zap.Logger, starting starti
 	s := &adminListener{starting: starting}
 	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
 	if cfg.AdminTLS {
-		s.srv.TLSConfig = &tls.Config{GetCertificate: certs.get, MinVersion: tls.VersionTLS12}
+		s.srv.TLSConfig = &tls.Config{GetCertificate: certs.get, MinVersion: tls.VersionTLS12, CurvePreferences: curvePreferences(cfg.TLSCurves)}
 		go func() { _ = s.srv.ServeTLS(ln, "", "") }()
 	} else {
 		go func() { _ = s.srv.Serve(ln) }()

@@ -232,7 +232,7 @@ func (d *daemon) serve(stop <-chan os.Signal) error {
 	defer d.adminLn.close()
 	d.log.Info("starting", zap.String("mode", d.cfg.Mode))
 	if d.certs != nil {
-		d.log.Info("serving wss", append(certFields(d.certs.cert.Load()), zap.Strings("on", d.engineTLSAddrs()), zap.String("min_version", d.cfg.TLSMinVersion), zap.Bool("client_certs", d.cfg.TLSClientCA != ""))...)
+		d.log.Info("serving wss", append(certFields(d.certs.cert.Load()), zap.Strings("on", d.engineTLSAddrs()), zap.String("min_version", d.cfg.TLSMinVersion), zap.Bool("client_certs", d.cfg.TLSClientCA != ""), zap.String("curves", curvesLogged(d.cfg.TLSCurves)))...)
 	}
 	if cl := d.nodes; cl != nil {
 		d.log.Info("cluster node", zap.String("node", cl.b.Node()), zap.String("nats", cl.where), zap.String("prefix", d.cfg.NATSPrefix))

@@ -112,6 +112,14 @@ func checkCurve(name string) *valueError {
 	return err
 }
 
+// curvesLogged is -tls-curves for the log: "default" when empty.
+func curvesLogged(list string) string {
+	if strings.TrimSpace(list) == "" {
+		return "default"
+	}
+	return list
+}
+
 // curvePreferences is tls.Config.CurvePreferences for -tls-curves, the
 // key exchanges accepted: nil (crypto/tls's defaults) when it is empty.
 func curvePreferences(list string) []tls.CurveID {

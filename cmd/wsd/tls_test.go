@@ -661,3 +661,26 @@ func TestDaemonAdminTLS(t *testing.T) {
 		})
 	}
 }
+
+// TestDaemonAdminTLSCurves: the admin listener of -admin-tls accepts the
+// key exchanges of -tls-curves, as the WebSocket listener does.
+func TestDaemonAdminTLSCurves(t *testing.T) {
+	ca, cert, key := tlsFiles(t)
+	admin := wstest.FreeAddr(t)
+	wstest.StartDaemon(t, "-mode", "push", "-tls-cert", cert, "-tls-key", key, "-admin-addr", admin, "-admin-tls", "-tls-curves", "X25519")
+	dial := func(curves []tls.CurveID) (tls.ConnectionState, error) {
+		d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: &tls.Config{RootCAs: ca.pool, CurvePreferences: curves}}
+		c, err := d.Dial("tcp", admin)
+		if err != nil {
+			return tls.ConnectionState{}, err
+		}
+		defer c.Close()
+		return c.(*tls.Conn).ConnectionState(), nil
+	}
+	if cs, err := dial(nil); err != nil || cs.CurveID != tls.X25519 {
+		t.Errorf("a default client: %v, %v; want X25519", cs.CurveID, err)
+	}
+	if cs, err := dial([]tls.CurveID{tls.CurveP256}); err == nil {
+		t.Errorf("a client offering P-256 alone connected with %v, want a failed handshake", cs.CurveID)
+	}
+}
