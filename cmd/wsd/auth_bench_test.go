@@ -65,21 +65,7 @@ func BenchmarkAuthHandshake(b *testing.B) {
 			d := wstest.StartDaemon(b, args...)
 			req := upgradeRequest(d.Addr, tc.token)
 			handshake(b, d.Addr, req) // warm up: the first connection's allocations
-			cpu0 := processCPU(b, d.PID())
-			b.ResetTimer()
-			var next atomic.Int64
-			var wg sync.WaitGroup
-			for range 4 {
-				wg.Go(func() {
-					for next.Add(1) <= int64(b.N) {
-						handshake(b, d.Addr, req)
-					}
-				})
-			}
-			wg.Wait()
-			b.StopTimer()
-			cpu := processCPU(b, d.PID()) - cpu0
-			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "server-cpu-us/op")
+			serverCPUPerOp(b, d.PID(), func() { handshake(b, d.Addr, req) })
 		})
 	}
 }
@@ -110,6 +96,26 @@ func handshake(b *testing.B, addr string, req []byte) {
 	if err != nil || !strings.HasPrefix(line, "HTTP/1.1 101") {
 		b.Errorf("upgrade: %q %v", line, err)
 	}
+}
+
+// serverCPUPerOp runs op b.N times in all from 4 goroutines and reports
+// the CPU time of process pid (the daemon) per op, server-cpu-us/op.
+func serverCPUPerOp(b *testing.B, pid int, op func()) {
+	cpu0 := processCPU(b, pid)
+	b.ResetTimer()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for next.Add(1) <= int64(b.N) {
+				op()
+			}
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	cpu := processCPU(b, pid) - cpu0
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "server-cpu-us/op")
 }
 
 // processCPU returns the user and system CPU time of process pid, from
