@@ -6,6 +6,7 @@ package wstest
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -60,9 +61,30 @@ func CleanupBinary() {
 	}
 }
 
-// FreeAddr returns a loopback "127.0.0.1:port" that was free a moment ago.
+// FreeAddr returns a loopback "127.0.0.1:port" that was free a moment ago,
+// and that FreeAddr has not returned before in this process. The port is
+// below the kernel's ephemeral range (net.ipv4.ip_local_port_range), where
+// the outgoing connections of every process take their local ports: one
+// of those could take a port from "127.0.0.1:0" between this check and
+// the daemon's bind (a route that failed "address already in use" once in
+// 200 runs).
 func FreeAddr(t testing.TB) string {
 	t.Helper()
+	freePorts.Lock()
+	defer freePorts.Unlock()
+	if lo := ephemeralLow(); lo > freeLow+1000 {
+		for range 1000 {
+			p := freeLow + rand.IntN(lo-freeLow)
+			if freePorts.given[p] {
+				continue
+			}
+			if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
+				l.Close()
+				freePorts.given[p] = true
+				return l.Addr().String()
+			}
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -70,6 +92,29 @@ func FreeAddr(t testing.TB) string {
 	addr := l.Addr().String()
 	l.Close()
 	return addr
+}
+
+// freeLow is the lowest port FreeAddr returns, above the usual services'.
+const freeLow = 20000
+
+// freePorts are the ports FreeAddr has returned.
+var freePorts = struct {
+	sync.Mutex
+	given map[int]bool
+}{given: map[int]bool{}}
+
+// ephemeralLow returns the first port of the kernel's ephemeral range
+// (32768 when it cannot be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	var lo, hi int
+	if n, _ := fmt.Sscan(string(b), &lo, &hi); n != 2 {
+		return 32768
+	}
+	return lo
 }
 
 // Daemon is a running wsd child process.
