@@ -50,9 +50,12 @@ func startServer(o *Options, node string, log *zap.Logger) (*server.Server, erro
 	}
 	s.SetLoggerV2(serverLogger{log.Sugar().Named("nats-server")}, false, false, false)
 	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
+	if ready, err := waitReady(s, o.Abort); !ready {
 		s.Shutdown()
 		s.WaitForShutdown()
+		if err != nil {
+			return nil, err
+		}
 		return nil, fmt.Errorf("natsbroker: embedded NATS server did not start (Listen %q, ClientListen %q)", o.Listen, o.ClientListen)
 	}
 	if err := waitMetaLeader(s, o, log); err != nil {
@@ -73,3 +76,20 @@ func (l serverLogger) Errorf(format string, v ...any)  { l.s.Errorf(format, v...
 func (l serverLogger) Fatalf(format string, v ...any)  { l.s.Errorf(format, v...) } // never exit the process
 func (l serverLogger) Debugf(format string, v ...any)  { l.s.Debugf(format, v...) }
 func (l serverLogger) Tracef(format string, v ...any)  {}
+
+// waitReady waits up to 10 s for s to take connections, or until abort
+// is closed (ErrAborted): a route port already taken keeps it from ever
+// being ready.
+func waitReady(s *server.Server, abort <-chan struct{}) (bool, error) {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		if s.ReadyForConnections(100 * time.Millisecond) {
+			return true, nil
+		}
+		select {
+		case <-abort:
+			return false, ErrAborted
+		default:
+		}
+	}
+	return false, nil
+}

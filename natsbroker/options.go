@@ -137,9 +137,10 @@ type Options struct {
 	// directory (embedded_js_cluster.go), so nodes on one host do not share one.
 	HistoryDir string
 
-	// Abort, once closed, stops New waiting for the JetStream of embedded
+	// Abort, once closed, stops New waiting: for the embedded server to
+	// take connections (up to 10 s), and for the JetStream of embedded
 	// servers joined by routes (up to DefaultJetStreamWait for its meta
-	// leader, and as long again for its stream): New then stops what it
+	// leader, and as long again for its stream). New then stops what it
 	// started and returns ErrAborted. nil: New waits its full time.
 	Abort <-chan struct{}
 

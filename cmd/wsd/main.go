@@ -100,7 +100,7 @@ func run(args, environ []string) error {
 	var se *startError
 	switch {
 	case errors.Is(err, natsbroker.ErrAborted):
-		fmt.Fprintf(os.Stderr, "wsd: stopped by a signal (%v) while waiting for the JetStream quorum\n", <-stop)
+		fmt.Fprintf(os.Stderr, "wsd: stopped by a signal (%v) while its cluster node was starting\n", <-stop)
 		return nil
 	case errors.As(err, &se):
 		return se.err
