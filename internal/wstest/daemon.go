@@ -62,7 +62,8 @@ func CleanupBinary() {
 }
 
 // FreeAddr returns a loopback "127.0.0.1:port" that was free a moment ago,
-// and that FreeAddr has not returned before in this process. The port is
+// and that FreeAddr has not returned among the last freeRecent in this
+// process (whose users may not have bound them yet). The port is
 // below the kernel's ephemeral range (net.ipv4.ip_local_port_range), where
 // the outgoing connections of every process take their local ports: one
 // of those could take a port from "127.0.0.1:0" between this check and
@@ -80,7 +81,7 @@ func FreeAddr(t testing.TB) string {
 			}
 			if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
 				l.Close()
-				freePorts.given[p] = true
+				freePorts.remember(p)
 				return l.Addr().String()
 			}
 		}
@@ -95,13 +96,32 @@ func FreeAddr(t testing.TB) string {
 }
 
 // freeLow is the lowest port FreeAddr returns, above the usual services'.
-const freeLow = 20000
+// freeRecent is how many of the ports it returned last it does not return
+// again: far fewer than the 12,768 ports between freeLow and the usual
+// ephemeral range, so that it never runs out.
+const (
+	freeLow    = 20000
+	freeRecent = 4096
+)
 
-// freePorts are the ports FreeAddr has returned.
-var freePorts = struct {
+// freePorts are the last ports FreeAddr returned.
+var freePorts = &recentPorts{given: map[int]bool{}}
+
+type recentPorts struct {
 	sync.Mutex
 	given map[int]bool
-}{given: map[int]bool{}}
+	order []int // given's ports, oldest first
+}
+
+// remember adds p, and forgets the oldest port past freeRecent.
+func (r *recentPorts) remember(p int) {
+	if len(r.order) == freeRecent {
+		delete(r.given, r.order[0])
+		r.order = r.order[1:]
+	}
+	r.given[p] = true
+	r.order = append(r.order, p)
+}
 
 // ephemeralLow returns the first port of the kernel's ephemeral range
 // (32768 when it cannot be read).
