@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/subtle"
-	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -103,7 +102,7 @@ func listenAdmin(cfg *config, certs *certStore, log *zap.Logger, starting starti
 	s := &adminListener{starting: starting}
 	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
 	if cfg.AdminTLS {
-		s.srv.TLSConfig = &tls.Config{GetCertificate: certs.get, MinVersion: tls.VersionTLS12, CurvePreferences: curvePreferences(cfg.TLSCurves)}
+		s.srv.TLSConfig = serverTLS(cfg, certs) // without -tls-client-ca: the API token guards it
 		go func() { _ = s.srv.ServeTLS(ln, "", "") }()
 	} else {
 		go func() { _ = s.srv.Serve(ln) }()

@@ -232,15 +232,22 @@ func certFields(cert *tls.Certificate) []zap.Field {
 	return []zap.Field{zap.String("subject", cert.Leaf.Subject.String()), zap.Strings("dns", cert.Leaf.DNSNames), zap.Time("not_after", cert.Leaf.NotAfter)}
 }
 
-// tlsConfig is the engine's TLS configuration: the certificate from s,
-// the minimum version, the key exchanges accepted (-tls-curves) and, with
-// -tls-client-ca, mutual TLS. ALPN (http/1.1) and session tickets are the
-// engine's defaults.
-func tlsConfig(c *config, s *certStore) (*tls.Config, error) {
+// serverTLS is what the WebSocket and admin listeners' TLS share: the
+// certificate from s, the minimum version and the key exchanges accepted
+// (-tls-curves).
+func serverTLS(c *config, s *certStore) *tls.Config {
 	t := &tls.Config{GetCertificate: s.get, MinVersion: tls.VersionTLS12, CurvePreferences: curvePreferences(c.TLSCurves)}
 	if c.TLSMinVersion == "1.3" {
 		t.MinVersion = tls.VersionTLS13
 	}
+	return t
+}
+
+// tlsConfig is the engine's TLS configuration: serverTLS and, with
+// -tls-client-ca, mutual TLS. ALPN (http/1.1) and session tickets are the
+// engine's defaults.
+func tlsConfig(c *config, s *certStore) (*tls.Config, error) {
+	t := serverTLS(c, s)
 	if c.TLSClientCA != "" {
 		data, err := os.ReadFile(c.TLSClientCA)
 		if err != nil {

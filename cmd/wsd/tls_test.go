@@ -663,19 +663,27 @@ func TestDaemonAdminTLS(t *testing.T) {
 }
 
 // TestDaemonAdminTLSCurves: the admin listener of -admin-tls accepts the
-// key exchanges of -tls-curves, as the WebSocket listener does.
+// key exchanges of -tls-curves and the versions of -tls-min-version, as
+// the WebSocket listener does.
 func TestDaemonAdminTLSCurves(t *testing.T) {
 	ca, cert, key := tlsFiles(t)
 	admin := wstest.FreeAddr(t)
-	wstest.StartDaemon(t, "-mode", "push", "-tls-cert", cert, "-tls-key", key, "-admin-addr", admin, "-admin-tls", "-tls-curves", "X25519")
-	dial := func(curves []tls.CurveID) (tls.ConnectionState, error) {
-		d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: &tls.Config{RootCAs: ca.pool, CurvePreferences: curves}}
+	wstest.StartDaemon(t, "-mode", "push", "-tls-cert", cert, "-tls-key", key, "-admin-addr", admin, "-admin-tls", "-tls-curves", "X25519", "-tls-min-version", "1.3")
+	dialWith := func(cfg *tls.Config) (tls.ConnectionState, error) {
+		cfg.RootCAs = ca.pool
+		d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: cfg}
 		c, err := d.Dial("tcp", admin)
 		if err != nil {
 			return tls.ConnectionState{}, err
 		}
 		defer c.Close()
 		return c.(*tls.Conn).ConnectionState(), nil
+	}
+	dial := func(curves []tls.CurveID) (tls.ConnectionState, error) {
+		return dialWith(&tls.Config{CurvePreferences: curves})
+	}
+	if cs, err := dialWith(&tls.Config{MaxVersion: tls.VersionTLS12}); err == nil {
+		t.Errorf("a TLS 1.2 client connected (version %x), want a failed handshake", cs.Version)
 	}
 	if cs, err := dial(nil); err != nil || cs.CurveID != tls.X25519 {
 		t.Errorf("a default client: %v, %v; want X25519", cs.CurveID, err)
