@@ -163,8 +163,8 @@ func (b *Broker) logSlow(events int64, kinds string, field zap.Field) {
 }
 
 // watchSlow checks the embedded server's slow consumers (its clients' and
-// its routes') and logs what
-// slowEvent held back, every second, until Close.
+// its routes') and logs what slowEvent held back, every second, until
+// Close.
 func (b *Broker) watchSlow() {
 	defer b.wg.Done()
 	tick := time.NewTicker(time.Second)
