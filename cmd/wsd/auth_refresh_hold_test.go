@@ -138,13 +138,6 @@ func TestAuthRefreshHeld(t *testing.T) {
 	})
 	// Past maxHeld messages, a refreshing connection is not closed: what it
 	// sent is handled at once, in order, under the token it has.
-	publishes := func(t *testing.T, c *wstest.Client, topic string, n int) []wstest.Frame {
-		frames := make([]wstest.Frame, n)
-		for i := range frames {
-			frames[i] = rawJSON(t, map[string]string{"op": "publish", "topic": topic, "data": "m" + itoa(int64(i))})
-		}
-		return frames
-	}
 	// passedThrough reads what n publishes to c's own topic bring before
 	// the pong to ping: their acks, and their messages in order.
 	passedThrough := func(t *testing.T, c *wstest.Client, n int) {
@@ -164,13 +157,22 @@ func TestAuthRefreshHeld(t *testing.T) {
 			}
 		}
 	}
-	t.Run("too many", func(t *testing.T) {
-		c := dial(t, tok)
+	// overflowing returns a connection subscribed to news.a, with the check
+	// pool held, and the frames of a refresh to a token that also grants
+	// topic, then of maxHeld+1 publishes to news.a, "m0", "m1"...
+	overflowing := func(t *testing.T, topic string) (c *wstest.Client, release func(), frames []wstest.Frame) {
+		c = dial(t, tok)
 		c.WriteFrames(rawJSON(t, map[string]string{"op": "subscribe", "topic": "news.a"}))
 		expectOps(t, c, "subscribed")
-		release := gatePool(t, td)
-		frames := append([]wstest.Frame{rawJSON(t, map[string]string{"op": "refresh", "token": fresh("fresh.d")})},
-			publishes(t, c, "news.a", maxHeld+1)...)
+		release = gatePool(t, td)
+		frames = []wstest.Frame{rawJSON(t, map[string]string{"op": "refresh", "token": fresh(topic)})}
+		for i := range maxHeld + 1 {
+			frames = append(frames, rawJSON(t, map[string]string{"op": "publish", "topic": "news.a", "data": "m" + itoa(int64(i))}))
+		}
+		return c, release, frames
+	}
+	t.Run("too many", func(t *testing.T) {
+		c, release, frames := overflowing(t, "fresh.d")
 		c.WriteFrames(append(frames, ping)...)
 		passedThrough(t, c, maxHeld+1) // before the answer: under the old token
 		release()
@@ -182,12 +184,7 @@ func TestAuthRefreshHeld(t *testing.T) {
 		// A refresh sent once the messages pass takes the place of the one
 		// being checked: what follows it waits for its answer, and the
 		// first one's answer, stale, is not applied.
-		c := dial(t, tok)
-		c.WriteFrames(rawJSON(t, map[string]string{"op": "subscribe", "topic": "news.a"}))
-		expectOps(t, c, "subscribed")
-		release := gatePool(t, td)
-		frames := append([]wstest.Frame{rawJSON(t, map[string]string{"op": "refresh", "token": fresh("fresh.e")})},
-			publishes(t, c, "news.a", maxHeld+1)...)
+		c, release, frames := overflowing(t, "fresh.e")
 		frames = append(frames, rawJSON(t, map[string]string{"op": "refresh", "token": fresh("fresh.f")}),
 			rawJSON(t, map[string]string{"op": "subscribe", "topic": "fresh.f"}), ping)
 		c.WriteFrames(frames...)
